@@ -1,0 +1,1 @@
+"""spikegen.spikes."""

@@ -1,0 +1,304 @@
+"""One trainer for every stage (VAE, pretraining, fine-tuning), on Hugging Face Accelerate.
+
+The same code runs on one CPU, on N GPUs (``accelerate launch`` or ``torchrun``) and on several
+nodes. What differs per stage (model, data, losses, previews, exported weights) lives in
+:mod:`spikegen.train.stages`; this file owns the loop: AdamW with the paper's schedule,
+gradient accumulation and clipping, EMA, bf16 autocast on GPU, atomic checkpoints with exact
+resume, CSV (and TensorBoard) logs, a progress bar and preview grids.
+
+Exact resume: the data order is a pure function of ``(seed, epoch)``, every sample is seeded
+by ``(seed, epoch, index)``, the learning rate is a pure function of the step and the RNG
+states of every rank are saved, so a run stopped at any checkpoint and resumed yields the same
+losses as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from spikegen.errors import CheckpointError
+from spikegen.train import checkpoint as ckpt_io
+from spikegen.train.ema import EMA
+from spikegen.train.schedule import lr_at, param_groups
+
+
+def epoch_batches(n: int, batch: int, world: int, rank: int, seed: int, epoch: int) -> list[list[int]]:
+    """This rank's index batches for one epoch: a seeded permutation, ``drop_last``.
+
+    Every rank sees a disjoint slice of each global batch (``batch * world`` samples). When the
+    dataset is smaller than one global batch the permutation is repeated.
+    """
+    if n <= 0:
+        raise ValueError("the dataset is empty")
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    gb = batch * world
+    perm = torch.randperm(n, generator=g)
+    if n < gb:
+        perm = perm.repeat(math.ceil(gb / n))[:gb]
+    nb = perm.numel() // gb
+    return [perm[b * gb + rank * batch: b * gb + (rank + 1) * batch].tolist() for b in range(nb)]
+
+
+class DataStream:
+    """Endless batches from a map-style dataset, resumable at ``(epoch, batch)``."""
+
+    def __init__(self, dataset: Dataset, *, batch: int, world: int, rank: int, seed: int,
+                 num_workers: int, collate_fn, epoch: int = 0, position: int = 0):
+        self.dataset, self.batch, self.world, self.rank = dataset, batch, world, rank
+        self.seed, self.num_workers, self.collate_fn = seed, num_workers, collate_fn
+        self.epoch, self.position = epoch, position
+        self._it: Iterator | None = None
+
+    def _start_epoch(self) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        batches = epoch_batches(len(self.dataset), self.batch, self.world, self.rank, self.seed, self.epoch)
+        self._n = len(batches)
+        loader = DataLoader(
+            self.dataset, batch_sampler=batches[self.position:], num_workers=self.num_workers,
+            collate_fn=self.collate_fn, persistent_workers=False,
+            generator=torch.Generator().manual_seed(self.seed + self.epoch),
+        )
+        self._it = iter(loader)
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._start_epoch()
+        try:
+            item = next(self._it)
+        except StopIteration:
+            self.epoch, self.position = self.epoch + 1, 0
+            self._start_epoch()
+            item = next(self._it)
+        self.position += 1
+        return item
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+class Trainer:
+    """Runs one training stage described by a config dict (see :mod:`spikegen.train.config`).
+
+    Example:
+        >>> from spikegen.train import Trainer, load_config       # doctest: +SKIP
+        >>> Trainer(load_config("configs/tiny_pretrain.yaml", ["train.steps=10"])).fit()
+    """
+
+    def __init__(self, cfg: dict, *, resume: str | os.PathLike | bool | None = None, progress: bool = True):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        from spikegen.train.stages import build_stage
+
+        self.cfg = cfg
+        tc = cfg["train"]
+        mp = tc.get("mixed_precision", "auto")
+        if mp == "auto":
+            mp = "bf16" if torch.cuda.is_available() else "no"
+        self.acc = Accelerator(mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.is_main = self.acc.is_main_process
+        self.out = Path(cfg["log"]["dir"])
+        self.ckpt_root = self.out / "checkpoints"
+        self.progress = progress
+
+        seed = int(cfg.get("seed", 0))
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        self.stage = build_stage(cfg)
+        model = self.stage.build_model()
+        self.dataset = self.stage.build_dataset()
+        opt = torch.optim.AdamW(param_groups(model, tc["weight_decay"]), lr=tc["lr"], betas=tuple(tc["betas"]))
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.ema = EMA(self.unwrapped, tc["ema"]) if tc.get("ema") else None
+        torch.manual_seed(seed + 7919 * (self.rank + 1))  # per-rank noise streams
+        self.step = 0
+        data_state = {"epoch": 0, "position": 0}
+        if resume:
+            data_state = self._resume(resume)
+        self.stream = DataStream(
+            self.dataset, batch=tc["batch_size"], world=self.world, rank=self.rank, seed=seed,
+            num_workers=int(cfg["data"].get("num_workers", 0)), collate_fn=self.stage.collate, **data_state,
+        )
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.acc.unwrap_model(self.model)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume(self, resume: str | os.PathLike | bool) -> dict:
+        where = self.out if resume is True else Path(resume)
+        ck = ckpt_io.load_checkpoint(where, rank=self.rank)
+        model_sd = self.unwrapped.state_dict()
+        ckpt_io.check_state_dict("model weights", ck["model"], model_sd, ck["dir"])
+        if self.ema is not None:
+            if ck["ema"] is None:
+                raise CheckpointError(f"{ck['dir']}: has no EMA weights but this run uses EMA")
+            ckpt_io.check_state_dict("EMA weights", ck["ema"], self.ema.shadow, ck["dir"])
+        opt_groups = self.opt.state_dict()["param_groups"]
+        got_groups = ck["optimizer"]["param_groups"]
+        if [len(g["params"]) for g in got_groups] != [len(g["params"]) for g in opt_groups]:
+            raise CheckpointError(f"{ck['dir']}: optimiser state does not match this model's parameter groups")
+        st = ck["state"]
+        if st.get("world_size", 1) != self.world:
+            raise CheckpointError(
+                f"{ck['dir']}: written by {st.get('world_size')} processes, resuming with {self.world}; "
+                "exact resume needs the same number of processes")
+        if ck["rng"] is None:
+            raise CheckpointError(f"{ck['dir']}: no RNG state for rank {self.rank}")
+        # Everything checked: apply.
+        self.unwrapped.load_state_dict(ck["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["optimizer"])
+        ckpt_io.set_rng_state(*ck["rng"])
+        self.step = int(st["step"])
+        if self.is_main:
+            print(f"resumed from {ck['dir']} at step {self.step}")
+        return st["data"]
+
+    def save_checkpoint(self) -> None:
+        w = ckpt_io.CheckpointWriter(self.ckpt_root, self.step)
+        w.begin(self.is_main)
+        self.acc.wait_for_everyone()
+        w.write_rank(self.rank)
+        if self.is_main:
+            w.write_main(
+                model=self.unwrapped.state_dict(), optimizer=self.opt,
+                ema=self.ema.state_dict() if self.ema else None,
+                state={"step": self.step, "data": self.stream.state(), "world_size": self.world, "config": self.cfg},
+            )
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            w.finish(keep=self.cfg["log"].get("keep"))
+        self.acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        tc, lc = self.cfg["train"], self.cfg["log"]
+        total, accum = int(tc["steps"]), int(tc.get("grad_accum", 1))
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(self.cfg, indent=1))
+        log_path = self.out / "log.csv"
+        writer = self._tensorboard()
+        bar = None
+        if self.is_main and self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc=f"train {self.cfg['stage']}", dynamic_ncols=True)
+        last = {}
+        t0, samples = time.perf_counter(), 0
+        self.model.train()
+        while self.step < total:
+            lr = lr_at(self.step, total, lr=tc["lr"], warmup=tc["warmup"], start_lr=tc["start_lr"], min_lr=tc["min_lr"])
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            parts: dict[str, float] = {}
+            batch = None
+            for micro in range(accum):
+                batch = _to_device(next(self.stream), self.acc.device)
+                sync = micro == accum - 1
+                ctx = contextlib.nullcontext() if sync else self.acc.no_sync(self.model)
+                with ctx:
+                    with self.acc.autocast():
+                        losses = self.model(batch)
+                    self.acc.backward(losses["loss"] / accum)
+                for k, v in losses.items():
+                    if isinstance(v, torch.Tensor) and v.ndim == 0:
+                        parts[k] = parts.get(k, 0.0) + float(v.detach()) / accum
+                samples += self.stage.batch_size(batch) * self.world
+            if tc.get("grad_clip"):
+                gn = self.acc.clip_grad_norm_(self.model.parameters(), tc["grad_clip"])
+                parts["grad_norm"] = float(gn)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.unwrapped)
+            self.step += 1
+            last = parts
+            if self.step % int(lc["every"]) == 0 or self.step == total:
+                rate = samples / max(time.perf_counter() - t0, 1e-9)
+                t0, samples = time.perf_counter(), 0
+                row = {"step": self.step, "lr": lr, **parts, "samples_per_s": rate}
+                if self.is_main:
+                    self._log_csv(log_path, row)
+                    if writer is not None:
+                        for k, v in row.items():
+                            if k != "step":
+                                writer.add_scalar(f"train/{k}", v, self.step)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.4f}", lr=f"{lr:.2e}")
+            pe = int(lc.get("preview_every") or 0)
+            if pe and (self.step % pe == 0 or self.step == total) and self.is_main and batch is not None:
+                self._preview(batch)
+            ce = int(lc.get("checkpoint_every") or 0)
+            if ce and (self.step % ce == 0 or self.step == total):
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            final = self.unwrapped
+            if self.ema is not None:
+                import copy
+
+                final = copy.deepcopy(self.unwrapped)
+                self.ema.copy_to(final)
+            self.stage.export(final, self.out / "final")
+        self.acc.wait_for_everyone()
+        return last
+
+    def _log_csv(self, path: Path, row: dict) -> None:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _tensorboard(self):
+        if not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+    @torch.no_grad()
+    def _preview(self, batch: Any) -> None:
+        from spikegen.image import make_grid, save_image
+
+        was_training = self.unwrapped.training
+        self.unwrapped.eval()
+        # Previews draw from their own generator so they never shift the training RNG stream.
+        rows = self.stage.preview(self.unwrapped, batch, torch.Generator(device="cpu").manual_seed(0))
+        self.unwrapped.train(was_training)
+        if rows:
+            ncol = len(rows[0])
+            grid = make_grid([im for row in rows for im in row], ncol=ncol)
+            save_image(self.out / "previews" / f"step-{self.step:08d}.png", grid)
