@@ -137,6 +137,28 @@ def demo(
     typer.echo(f"open {index}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    stage: Annotated[str, typer.Argument(help="vae, pretrain or finetune.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="A YAML config (configs/*.yaml).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from the run's latest checkpoint.")] = False,
+    resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue from this checkpoint or run folder.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs still go to log.csv).")] = False,
+) -> None:
+    """Train the VAE, pretrain SpikeGen, or fine-tune it. Extra KEY=VALUE arguments override the config.
+
+    Runs on one CPU as it is, and on N GPUs or nodes under `accelerate launch` or `torchrun`.
+    """
+    from spikegen.train import Trainer, load_config
+
+    cfg = load_config(config, list(ctx.args) + [f"stage={stage}"])
+    trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress)
+    last = trainer.fit()
+    if trainer.is_main:
+        typer.echo(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out / 'final'}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app and turns user errors into one line and exit code 2."""
     try:

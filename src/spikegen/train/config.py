@@ -31,8 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "log": {"dir": "runs/default", "every": 10, "checkpoint_every": 50, "preview_every": 0, "keep": 3},
 }
 
-# Keys whose values are file-system paths (resolved against the config file's folder).
-PATH_KEYS = {("model", "vae"), ("model", "init"), ("data", "roots"), ("data", "root")}
+# Keys whose values are file-system paths (resolved against the config file's folder), at any
+# depth inside these sections (e.g. data.parts[i].root).
+PATH_SECTIONS = ("model", "data")
+PATH_NAMES = {"vae", "init", "root", "roots", "spike_root", "image_root"}
 
 
 class ConfigError(SpikeGenError, ValueError):
@@ -50,15 +52,19 @@ def _merge(base: dict, new: dict) -> dict:
 
 
 def _resolve_paths(cfg: dict, base: Path) -> None:
-    for section, key in PATH_KEYS:
-        sec = cfg.get(section) or {}
-        val = sec.get(key)
-        if val is None:
-            continue
-        if isinstance(val, list):
-            sec[key] = [_resolve_one(v, base) for v in val]
-        else:
-            sec[key] = _resolve_one(val, base)
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for key, val in node.items():
+                if key in PATH_NAMES and val is not None and not isinstance(val, dict):
+                    node[key] = [_resolve_one(v, base) for v in val] if isinstance(val, list) else _resolve_one(val, base)
+                else:
+                    walk(val)
+
+    for section in PATH_SECTIONS:
+        walk(cfg.get(section))
 
 
 def _resolve_one(v: Any, base: Path) -> Any:
@@ -115,6 +121,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         d[keys[-1]] = value
     _resolve_paths(over, Path.cwd())
     cfg = _merge(cfg, over)
+    tc = cfg["train"]
+    for key in ("lr", "weight_decay", "warmup", "start_lr", "min_lr", "grad_clip", "ema"):
+        # YAML 1.1 reads "1e-4" (no dot) as a string: accept it as the number it means.
+        if isinstance(tc.get(key), str):
+            try:
+                tc[key] = float(tc[key])
+            except ValueError:
+                raise ConfigError(f"train.{key} must be a number, got {tc[key]!r}") from None
     if cfg["stage"] not in ("vae", "pretrain", "finetune"):
         raise ConfigError(f"stage must be vae, pretrain or finetune, got {cfg['stage']!r}")
     return cfg

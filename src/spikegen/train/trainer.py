@@ -114,9 +114,13 @@ class Trainer:
         self.cfg = cfg
         tc = cfg["train"]
         mp = tc.get("mixed_precision", "auto")
+        if mp is False or mp is None:  # YAML reads a bare `no` as False
+            mp = "no"
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() else "no"
-        self.acc = Accelerator(mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        # Without CUDA, several processes (torchrun / accelerate launch) train on CPUs over gloo.
+        multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.acc = Accelerator(mixed_precision=mp, cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.is_main = self.acc.is_main_process
         self.out = Path(cfg["log"]["dir"])
@@ -132,6 +136,15 @@ class Trainer:
         self.model, self.opt = self.acc.prepare(model, opt)
         self.ema = EMA(self.unwrapped, tc["ema"]) if tc.get("ema") else None
         torch.manual_seed(seed + 7919 * (self.rank + 1))  # per-rank noise streams
+        gb = tc.get("global_batch_size")
+        if gb:
+            per = int(gb) // (self.world * int(tc.get("grad_accum", 1)))
+            if per < 1 or per * self.world * int(tc.get("grad_accum", 1)) != int(gb):
+                raise ValueError(f"global_batch_size {gb} is not divisible by processes ({self.world}) x grad_accum")
+            tc["batch_size"] = per
+        if tc.get("epochs"):
+            per_epoch = len(epoch_batches(len(self.dataset), tc["batch_size"], self.world, 0, seed, 0))
+            tc["steps"] = int(tc["epochs"]) * max(per_epoch // int(tc.get("grad_accum", 1)), 1)
         self.step = 0
         data_state = {"epoch": 0, "position": 0}
         if resume:
@@ -174,8 +187,23 @@ class Trainer:
         ckpt_io.set_rng_state(*ck["rng"])
         self.step = int(st["step"])
         if self.is_main:
+            self._truncate_log(self.out / "log.csv")
             print(f"resumed from {ck['dir']} at step {self.step}")
         return st["data"]
+
+    def _truncate_log(self, path: Path) -> None:
+        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, path)
 
     def save_checkpoint(self) -> None:
         w = ckpt_io.CheckpointWriter(self.ckpt_root, self.step)

@@ -1,0 +1,5 @@
+"""``python -m spikegen`` runs the command line (used by ``torchrun -m spikegen``)."""
+
+from spikegen.cli import main
+
+main()

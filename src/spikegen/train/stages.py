@@ -1,0 +1,247 @@
+"""What differs per training stage: model, data, losses, previews, exported weights.
+
+Each stage builds a *training module*: an ``nn.Module`` whose ``forward(batch)`` returns a dict
+of scalar losses with ``"loss"`` the one to back-propagate. Everything that takes part in the
+loss runs inside that forward, so DistributedDataParallel sees one forward per step and needs
+no unused-parameter search.
+
+- ``vae``: L1 + KL (+ LPIPS) reconstruction of clean images; the latent scale (1 / std of the
+  latents) is estimated at export and stored in the VAE config.
+- ``pretrain``: the latent diffusion loss on colour-faded targets, g drawn per sample.
+- ``finetune``: adds the differentiable spike-alignment loss (see :mod:`spikegen.train.losses`)
+  and an optional pixel loss on the decoded prediction; starts from pretrained weights.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spikegen.errors import CheckpointError, SpikeGenError
+
+
+# ----------------------------------------------------------------------------- data
+class ConcatData(torch.utils.data.ConcatDataset):
+    """ConcatDataset that forwards ``set_epoch`` to its parts."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+
+def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
+    """A dataset from a ``data`` config section (``kind`` + the dataset's own arguments)."""
+    import spikegen.data as D
+
+    kinds = {
+        "synthetic": D.SyntheticPairs,
+        "video": D.VideoPairs,
+        "sreds": D.SREDSDataset,
+        "gopro": D.GoproSpikeDataset,
+        "spike_folder": D.SpikeFolderPairs,
+    }
+    kind = dcfg.get("kind", "synthetic")
+    if kind == "mixed":
+        parts = [build_dataset({**{k: v for k, v in dcfg.items() if k not in ("kind", "parts")}, **p}, seed)
+                 for p in dcfg.get("parts", [])]
+        if not parts:
+            raise SpikeGenError("data.kind=mixed needs a non-empty data.parts list")
+        return ConcatData(parts)
+    if kind not in kinds:
+        raise SpikeGenError(f"data.kind must be one of {sorted(kinds) + ['mixed']}, got {kind!r}")
+    kwargs = {k: v for k, v in dcfg.items() if k not in ("kind", "num_workers", "parts", "roots", "root")}
+    root = dcfg.get("root", dcfg.get("roots"))
+    if not root:
+        raise SpikeGenError(f"data.root (or data.roots) is required for data.kind={kind}")
+    kwargs.setdefault("seed", seed)
+    return kinds[kind](root, **kwargs)
+
+
+# ----------------------------------------------------------------------------- modules
+class VaeTrainModule(nn.Module):
+    """Reconstruction training of an ``AutoencoderKL`` on clean images."""
+
+    def __init__(self, vae: nn.Module, *, kl_weight: float = 1e-6, lpips_weight: float = 0.0):
+        super().__init__()
+        self.vae = vae
+        self.kl_weight, self.lpips_weight = kl_weight, lpips_weight
+        self.lpips = None
+        if lpips_weight > 0:
+            from spikegen.metrics.lpips import LPIPS
+
+            self.lpips = LPIPS()
+            for p in self.lpips.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        from spikegen.models.vae import pad_to_multiple
+
+        x = batch["clean"]
+        x, (h, w) = pad_to_multiple(x, 8)
+        post = self.vae.encode(x * 2 - 1).latent_dist
+        rec = self.vae.decode(post.sample()).sample
+        rec01 = ((rec + 1) * 0.5)[..., :h, :w]
+        x01 = x[..., :h, :w]
+        l1 = F.l1_loss(rec01, x01)
+        kl = post.kl().mean() / float(post.mean[0].numel())  # per latent element
+        loss = l1 + self.kl_weight * kl
+        out = {"l1": l1.detach(), "kl": kl.detach()}
+        if self.lpips is not None:
+            lp = self.lpips(rec01.float(), x01.float()).mean()
+            loss = loss + self.lpips_weight * lp
+            out["lpips"] = lp.detach()
+        out["loss"] = loss
+        return out
+
+
+class SpikeGenTrainModule(nn.Module):
+    """Pretraining / fine-tuning of SpikeGen on ``{clean, blurry, spikes}`` batches."""
+
+    def __init__(self, model: nn.Module, *, align_weight: float = 0.0, pixel_weight: float = 0.0,
+                 align_sigma: float = 1.0, align_gamma: float = 1.0, rgb_key: str = "blurry"):
+        super().__init__()
+        self.model = model
+        self.align_weight, self.pixel_weight = align_weight, pixel_weight
+        self.align_sigma, self.align_gamma = align_sigma, align_gamma
+        self.rgb_key = rgb_key
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        rgb = batch.get(self.rgb_key)
+        need = self.align_weight > 0 or self.pixel_weight > 0
+        out = self.model(rgb=rgb, spikes=batch["spikes"], target=batch["clean"], return_latents=need)
+        if not need:
+            return out
+        from spikegen.degrade import color_fade
+        from spikegen.models.vae import decode_latents
+        from spikegen.train.losses import pixel_loss, spike_alignment_loss
+
+        h, w = batch["clean"].shape[-2:]
+        pred = decode_latents(self.model.vae, out.pop("pred_latent"), size=(h, w), clamp=False).clamp(0, 1)
+        g = out.pop("gamma")
+        out.pop("target_latent", None)
+        loss = out["loss"]
+        if self.align_weight > 0:
+            a = spike_alignment_loss(pred, batch["spikes"], sigma=self.align_sigma, gamma=self.align_gamma)
+            loss = loss + self.align_weight * a
+            out["align"] = a.detach()
+        if self.pixel_weight > 0:
+            p = pixel_loss(pred, color_fade(batch["clean"].float(), g.to(pred.device).float()))
+            loss = loss + self.pixel_weight * p
+            out["pixel"] = p.detach()
+        out["loss"] = loss
+        return out
+
+
+# ----------------------------------------------------------------------------- stages
+class Stage:
+    """Base stage: data building and collation shared by all stages."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def build_dataset(self) -> torch.utils.data.Dataset:
+        return build_dataset(self.cfg["data"], int(self.cfg.get("seed", 0)))
+
+    @staticmethod
+    def collate(batch: list) -> Any:
+        from spikegen.data import collate_samples
+
+        return collate_samples(batch)
+
+    @staticmethod
+    def batch_size(batch: dict) -> int:
+        return int(batch["clean"].shape[0])
+
+
+class VaeStage(Stage):
+    def build_model(self) -> nn.Module:
+        from spikegen.models.vae import build_vae, load_vae
+
+        m = self.cfg["model"]
+        src = m.get("init") or m.get("vae") or "tiny-f8-d16"
+        src = str(src).removeprefix("preset:")
+        try:
+            vae = build_vae(src)
+        except (KeyError, ValueError, SpikeGenError):
+            vae = load_vae(src)
+        vae.train()
+        for p in vae.parameters():
+            p.requires_grad_(True)
+        losses = self.cfg["train"].get("losses", {})
+        return VaeTrainModule(vae, kl_weight=float(losses.get("kl", 1e-6)), lpips_weight=float(losses.get("lpips", 0.0)))
+
+    def preview(self, module: VaeTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:
+        from spikegen.models.vae import decode_latents, encode_images
+
+        x = batch["clean"][:4].float()
+        rec = decode_latents(module.vae, encode_images(module.vae, x), size=tuple(x.shape[-2:]))
+        return [[a, b.float()] for a, b in zip(x, rec)]
+
+    def export(self, module: VaeTrainModule, out: Path) -> None:
+        from spikegen.models.vae import estimate_latent_scale, set_latent_scale
+
+        vae = module.vae.eval()
+        ds = self.build_dataset()
+        n = min(len(ds), int(self.cfg["train"].get("scale_images", 64)))
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(0)
+        imgs = torch.stack([ds[i]["clean"] for i in range(n)]).to(next(vae.parameters()).device)
+        set_latent_scale(vae, estimate_latent_scale(vae, imgs), 0.0)
+        out.mkdir(parents=True, exist_ok=True)
+        vae.save_pretrained(str(out), safe_serialization=True)
+
+
+class SpikeGenStage(Stage):
+    def build_model(self) -> nn.Module:
+        from spikegen.models import SpikeGen, SpikeGenConfig
+        from spikegen.models.vae import build_vae, load_vae
+
+        m, losses = self.cfg["model"], self.cfg["train"].get("losses", {})
+        init = m.get("init")
+        if self.cfg["stage"] == "finetune" and not init:
+            raise SpikeGenError("finetune needs model.init: a pretrained SpikeGen folder")
+        if init:
+            model = SpikeGen.from_pretrained(init)
+        else:
+            vae_src = m.get("vae")
+            if not vae_src:
+                raise SpikeGenError("model.vae is required: a trained VAE folder (spikegen train vae), or preset:tiny-f8-d16 for a random one")
+            vae_src = str(vae_src)
+            vae = build_vae(vae_src.removeprefix("preset:")) if vae_src.startswith("preset:") else load_vae(vae_src)
+            cfg = SpikeGenConfig.preset(m.get("preset", "tiny"), **(m.get("overrides") or {}))
+            model = SpikeGen(cfg, vae=vae)
+        model.train()
+        default_align = 0.1 if self.cfg["stage"] == "finetune" else 0.0
+        return SpikeGenTrainModule(
+            model,
+            align_weight=float(losses.get("align", default_align)),
+            pixel_weight=float(losses.get("pixel", 0.0)),
+            align_sigma=float(losses.get("align_sigma", 1.0)),
+            align_gamma=float(losses.get("align_gamma", 1.0)),
+        )
+
+    def preview(self, module: SpikeGenTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:
+        n = min(4, batch["clean"].shape[0])
+        rgb = batch.get("blurry")
+        rgb = rgb[:n].float() if rgb is not None else None
+        spikes = batch["spikes"][:n]
+        out = module.model.sample(rgb=rgb, spikes=spikes, gamma=0.5, steps=25, generator=generator)
+        tfp = spikes.float().mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        rows = []
+        for i in range(n):
+            row = [rgb[i]] if rgb is not None else []
+            rows.append(row + [tfp[i], out[i].float(), batch["clean"][i].float()])
+        return rows
+
+    def export(self, module: SpikeGenTrainModule, out: Path) -> None:
+        module.model.save_pretrained(out, overwrite=True)
+
+
+def build_stage(cfg: dict) -> Stage:
+    return VaeStage(cfg) if cfg["stage"] == "vae" else SpikeGenStage(cfg)
