@@ -24,15 +24,18 @@ app = typer.Typer(
 )
 
 # Options shared by every command that reads a PKU .dat file.
-Height = Annotated[int, typer.Option("--height", help="Frame height of a .dat file.")]
-Width = Annotated[int, typer.Option("--width", help="Frame width of a .dat file.")]
+Height = Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat file [default: 250]; checked against an .npz.")]
+Width = Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat file [default: 400]; checked against an .npz.")]
 RawWidth = Annotated[Optional[int], typer.Option("--raw-width", help="Stored row width when the camera writes extra columns (e.g. 416); they are dropped.")]
 NoFlip = Annotated[bool, typer.Option("--no-flip", help="Do not flip rows (the stored .dat frame is upside down by default).")]
+Partial = Annotated[bool, typer.Option("--drop-partial", help="Read only the whole frames of a .dat whose size is not a whole number of frames.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 
 
-def _dat_kwargs(height: int, width: int, raw_width: Optional[int], no_flip: bool) -> dict:
-    return {"height": height, "width": width, "raw_width": raw_width, "flip": not no_flip}
+def _dat_kwargs(height: Optional[int], width: Optional[int], raw_width: Optional[int], no_flip: bool,
+                drop_partial: bool = False) -> dict:
+    return {"height": height, "width": width, "raw_width": raw_width, "flip": False if no_flip else None,
+            "partial": "drop" if drop_partial else "error"}
 
 
 def _echo(msg: str) -> None:
@@ -42,15 +45,16 @@ def _echo(msg: str) -> None:
 @app.command()
 def info(
     file: Annotated[Path, typer.Argument(help="A spike file: .dat (PKU) or .npz.")],
-    height: Height = 250,
-    width: Width = 400,
+    height: Height = None,
+    width: Width = None,
     raw_width: RawWidth = None,
     no_flip: NoFlip = False,
+    drop_partial: Partial = False,
 ) -> None:
     """Frames, size, mean firing rate and a per-frame rate summary of a spike file."""
     from spikegen.tasks.toolkit import spike_file_summary
 
-    summary = spike_file_summary(file, **_dat_kwargs(height, width, raw_width, no_flip))
+    summary = spike_file_summary(file, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial))
     for key, value in summary.items():
         typer.echo(f"{key:>18}: {value}")
 
@@ -92,10 +96,11 @@ def reconstruct(
     scale: Annotated[Optional[float], typer.Option(help="TFP: multiply the firing rate by this (default 1; 1/0.6 for Spk2ImgNet-style data).")] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of an MP4 output.")] = 30.0,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
-    height: Height = 250,
-    width: Width = 400,
+    height: Height = None,
+    width: Width = None,
     raw_width: RawWidth = None,
     no_flip: NoFlip = False,
+    drop_partial: Partial = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Reconstruct images from a spike stream (TFP, TFI or SpikeGen)."""
@@ -104,7 +109,7 @@ def reconstruct(
     written = reconstruct_file(
         file, output, method=method, window=window, frame=frame, all_frames=all_frames, stride=stride,
         v_th=vth, scale=scale, fps=fps, weights=weights, overwrite=overwrite,
-        **_dat_kwargs(height, width, raw_width, no_flip),
+        **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
     typer.echo(f"wrote {written}")
 
@@ -164,7 +169,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SpikeGenError as exc:
-        _echo(f"error: {exc}")
+        msg = str(exc)
+        if "partial='drop'" in msg:
+            msg += " (on the command line: --drop-partial)"
+        _echo(f"error: {msg}")
         sys.exit(2)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _echo(f"error: {exc}")

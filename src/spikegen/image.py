@@ -94,6 +94,12 @@ def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
@@ -115,6 +121,7 @@ def save_image(path: str | os.PathLike, img: torch.Tensor | np.ndarray, *, overw
     os.close(fd)
     try:
         Image.fromarray(arr).save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -20,35 +20,44 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
 
 
-def spike_file_summary(path: str | os.PathLike, *, height: int = 250, width: int = 400,
-                       raw_width: int | None = None, flip: bool = True, block: int = 2048) -> dict:
-    """Frames, size and firing-rate statistics of a ``.dat`` or ``.npz`` spike file.
+def spike_file_summary(path: str | os.PathLike, *, block: int = 2048, **open_kwargs) -> dict:
+    """Frames, size and firing-rate statistics of a ``.dat``, ``.npz`` or ``.npy`` spike file.
 
-    ``.dat`` files are read in blocks of ``block`` frames, so memory stays bounded for long
-    recordings. Returns an ordered dict of printable values.
+    The file is read in blocks of ``block`` frames, so memory stays bounded for long
+    recordings. ``open_kwargs`` are those of :func:`spikegen.spikes.io.open_spikes`. Returns an
+    ordered dict of printable values.
     """
-    from spikegen.spikes.io import iter_spike_blocks
+    from spikegen.spikes.io import open_spikes
 
-    path = Path(path)
-    rates: list[np.ndarray] = []
-    shape = None
-    for start, blk in iter_spike_blocks(path, block=block, height=height, width=width, raw_width=raw_width, flip=flip):
-        shape = blk.shape[1:]
-        rates.append(blk.reshape(blk.shape[0], -1).mean(axis=1, dtype=np.float64))
-    if shape is None:
-        raise SpikeFileError(f"{path}: holds no frames")
-    r = np.concatenate(rates)
-    per_pixel_note = ""
-    return {
-        "file": str(path),
-        "frames": int(r.size),
-        "size (HxW)": f"{shape[0]}x{shape[1]}",
-        "mean firing rate": f"{r.mean():.5f} spikes/pixel/frame",
-        "per-frame rate": f"min {r.min():.5f}  p5 {np.percentile(r, 5):.5f}  median {np.median(r):.5f}  "
-                          f"p95 {np.percentile(r, 95):.5f}  max {r.max():.5f}",
-        "empty frames": int((r == 0).sum()),
-        **({"note": per_pixel_note} if per_pixel_note else {}),
+    src = open_spikes(path, **open_kwargs)
+    info = src.info()
+    rates = np.empty(src.num_frames, dtype=np.float64)
+    pixel_counts = np.zeros((src.height, src.width), dtype=np.int64)
+    for start, blk in src.blocks(block, 0):
+        rates[start:start + blk.shape[0]] = blk.reshape(blk.shape[0], -1).mean(axis=1, dtype=np.float64)
+        pixel_counts += blk.sum(axis=0, dtype=np.int64)
+    pix = pixel_counts / max(src.num_frames, 1)
+    hot = int((pix > 0.5).sum())
+    dead = int((pix == 0).sum())
+    out = {
+        "file": str(info.path),
+        "format": info.format,
+        "frames": int(src.num_frames),
+        "size (HxW)": f"{src.height}x{src.width}",
+        "mean firing rate": f"{rates.mean():.5f} spikes/pixel/frame",
+        "per-frame rate": f"min {rates.min():.5f}  p5 {np.percentile(rates, 5):.5f}  median {np.median(rates):.5f}  "
+                          f"p95 {np.percentile(rates, 95):.5f}  max {rates.max():.5f}",
+        "empty frames": int((rates == 0).sum()),
+        "per-pixel rate": f"p1 {np.percentile(pix, 1):.4f}  median {np.median(pix):.4f}  p99 {np.percentile(pix, 99):.4f}",
+        "silent pixels": f"{dead} ({100 * dead / pix.size:.2f}%)",
+        "hot pixels (>0.5)": f"{hot} ({100 * hot / pix.size:.2f}%)",
     }
+    if info.format == "dat" and info.extra_bytes:
+        out["trailing bytes"] = f"{info.extra_bytes} (not a whole frame; ignored)"
+    meta = {k: v for k, v in (info.meta or {}).items() if k not in ("format", "version", "num_frames", "height", "width", "flip", "bitorder")}
+    if meta:
+        out["metadata"] = ", ".join(f"{k}={v}" for k, v in meta.items())
+    return out
 
 
 def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method: str = "if",
@@ -90,10 +99,7 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         meta.update(v_th=v_th, gain=gain, interp=interp)
     else:
         meta.update(coverage=coverage)
-    if output.suffix.lower() == ".dat":
-        save_spikes(output, arr, flip=flip, overwrite=overwrite)
-    else:
-        save_spikes(output, arr, overwrite=overwrite, **meta)
+    save_spikes(output, arr, flip=flip, overwrite=overwrite, **meta)
     return arr.shape[0], arr.shape[1], arr.shape[2], float(arr.mean())
 
 
