@@ -1,0 +1,440 @@
+"""Image degradations used to synthesise training pairs: gray conversion, colour fading, motion
+blur (the SpikeGen pretraining kernel bank) and video blur (the GOPRO protocol).
+
+All functions are batched torch operations that follow the device and dtype of their input.
+Images are float tensors in ``[0, 1]`` shaped ``[B, C, H, W]`` or ``[C, H, W]``.
+
+Example:
+    >>> import torch
+    >>> from spikegen.degrade import motion_blur, rgb_to_gray
+    >>> img = torch.rand(2, 3, 64, 64)
+    >>> blurred = motion_blur(img, generator=torch.Generator().manual_seed(0))
+    >>> blurred.shape, rgb_to_gray(img).shape
+    (torch.Size([2, 3, 64, 64]), torch.Size([2, 1, 64, 64]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spikegen.errors import ShapeError
+
+__all__ = [
+    "GRAY_WEIGHTS",
+    "MotionBlur",
+    "color_fade",
+    "gaussian_blur",
+    "motion_blur",
+    "motion_kernel",
+    "motion_kernel_bank",
+    "rgb_to_gray",
+    "video_blur",
+]
+
+#: ITU-R BT.601 luma weights used by the paper and the official release (R, G, B).
+GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_image(img: object, name: str = "img") -> tuple[Tensor, bool]:
+    """Return ``img`` as ``[B, C, H, W]`` and whether the input had a batch dimension."""
+    if not isinstance(img, Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor, got {type(img).__name__}")
+    if not img.is_floating_point():
+        raise ShapeError(
+            f"{name} must be a floating-point image in [0, 1], got dtype {img.dtype} "
+            "(convert uint8 images with img.float() / 255)"
+        )
+    if img.ndim == 3:
+        return img.unsqueeze(0), False
+    if img.ndim == 4:
+        return img, True
+    raise ShapeError(f"{name} must be [C, H, W] or [B, C, H, W], got shape {tuple(img.shape)}")
+
+
+def _per_sample(value: float | Tensor, batch: int, name: str, like: Tensor) -> Tensor:
+    """A float or a tensor of ``batch`` values, returned as ``[B, 1, 1, 1]`` on ``like``'s device."""
+    if isinstance(value, Tensor):
+        if value.numel() == 1:
+            value = value.reshape(1).expand(batch)
+        if value.ndim != 1 or value.shape[0] != batch:
+            raise ShapeError(
+                f"{name} must be a float or a tensor of {batch} per-sample values, "
+                f"got shape {tuple(value.shape)}"
+            )
+        return value.to(device=like.device, dtype=like.dtype).view(batch, 1, 1, 1)
+    return torch.full((batch, 1, 1, 1), float(value), device=like.device, dtype=like.dtype)
+
+
+# ----------------------------------------------------------------------------- gray / fade
+def rgb_to_gray(img: Tensor) -> Tensor:
+    r"""Convert RGB to gray with the BT.601 weights ``0.2989 R + 0.5870 G + 0.1140 B``.
+
+    Args:
+        img: ``[B, 3, H, W]`` or ``[3, H, W]`` float image. A 1-channel image is returned as is.
+
+    Returns:
+        ``[B, 1, H, W]`` or ``[1, H, W]``, same dtype and device.
+
+    Example:
+        >>> rgb_to_gray(torch.ones(3, 4, 4)).shape
+        torch.Size([1, 4, 4])
+    """
+    x, batched = _check_image(img)
+    c = x.shape[1]
+    if c == 1:
+        return img
+    if c != 3:
+        raise ShapeError(f"img must have 1 or 3 channels, got {c} (shape {tuple(img.shape)})")
+    w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    gray = (x * w).sum(dim=1, keepdim=True)
+    return gray if batched else gray[0]
+
+
+def color_fade(img: Tensor, g: float | Tensor) -> Tensor:
+    r"""Fade colour towards gray: ``(1 - g) * img + g * gray(img)`` (paper section 3.2).
+
+    This is the training target of SpikeGen for a modality ratio ``g`` (``g = 0``: the image,
+    ``g = 1``: its gray version repeated over the 3 channels).
+
+    Args:
+        img: ``[B, 3, H, W]`` or ``[3, H, W]`` (a 1-channel image is returned unchanged).
+        g: a float in ``[0, 1]`` or a tensor of ``B`` per-sample values.
+
+    Returns:
+        Tensor of the same shape as ``img``.
+
+    Example:
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> torch.allclose(color_fade(x, 0.0), x)
+        True
+        >>> color_fade(x, torch.tensor([0.0, 1.0])).shape
+        torch.Size([2, 3, 8, 8])
+    """
+    x, batched = _check_image(img)
+    gv = _per_sample(g, x.shape[0], "g", x)
+    if bool(((gv < 0) | (gv > 1)).any()):
+        raise ShapeError(f"g must lie in [0, 1], got {g}")
+    gray = rgb_to_gray(x)
+    out = torch.lerp(x, gray.expand_as(x), gv)
+    return out if batched else out[0]
+
+
+# ----------------------------------------------------------------------------- motion blur
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | None, device) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64)
+    return (low + (high - low) * u).to(device)
+
+
+def motion_kernel_bank(
+    n: int = 8,
+    size: int = 40,
+    *,
+    angle: float | None = None,
+    spread: float = 30.0,
+    falloff: float | tuple[float, float] = (0.75, 2.25),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""A bank of ``n`` linear motion-blur kernels around one main direction.
+
+    Each kernel is a straight line through the kernel centre at angle ``main + U(-spread, spread)``
+    degrees (``main`` is ``angle``, or ``U(0, 360)`` when ``None``). Weights along the line fall
+    off as a Gaussian of the distance to the centre with standard deviation ``s * r`` (``r`` the
+    line's half-length, ``s ~ U(*falloff)`` per kernel, or ``falloff`` when a float), and are
+    splatted bilinearly onto the grid. Each kernel sums to 1.
+
+    The centre is pixel ``size // 2`` on both axes and the line spans ``(size - 1) // 2`` pixels
+    either side of it, so odd sizes use the full grid and even sizes (the paper's 40) leave the
+    first row and column empty; the kernel is point-symmetric about its centre pixel and
+    :func:`motion_blur` does not shift the image.
+
+    Args:
+        n: number of kernels.
+        size: kernel side in pixels.
+        angle: main angle in degrees (counter-clockwise from the +x axis), random when ``None``.
+        spread: maximum deviation of each kernel from the main angle, in degrees.
+        falloff: Gaussian width relative to the half-length, a value or a ``(low, high)`` range.
+        generator: random source for the angles and widths.
+        device: device of the result (default: the generator's device, else CPU).
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``[n, size, size]`` tensor, each kernel summing to 1.
+
+    Example:
+        >>> bank = motion_kernel_bank(8, 40, generator=torch.Generator().manual_seed(0))
+        >>> bank.shape, torch.allclose(bank.sum(dim=(1, 2)), torch.ones(8))
+        (torch.Size([8, 40, 40]), True)
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ShapeError(f"n (number of kernels) must be a positive int, got {n!r}")
+    if not isinstance(size, int) or size < 1:
+        raise ShapeError(f"size (kernel side) must be a positive int, got {size!r}")
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    device = torch.device(device)
+    main = _uniform(1, 0.0, 360.0, generator, device) if angle is None else torch.tensor(
+        [float(angle)], dtype=torch.float64, device=device
+    )
+    angles = main + _uniform(n, -float(spread), float(spread), generator, device)
+    if isinstance(falloff, Sequence):
+        lo, hi = (float(v) for v in falloff)
+        rel = _uniform(n, lo, hi, generator, device)
+    else:
+        rel = torch.full((n,), float(falloff), dtype=torch.float64, device=device)
+    if bool((rel <= 0).any()):
+        raise ShapeError(f"falloff must be positive, got {falloff}")
+
+    c = size // 2
+    r = (size - 1) // 2
+    if r == 0:
+        k = torch.zeros(n, size, size, dtype=dtype, device=device)
+        k[:, c, c] = 1.0
+        return k
+    # dense samples along the line (8 per pixel) and bilinear splatting
+    u = torch.linspace(-r, r, 8 * 2 * r + 1, dtype=torch.float64, device=device)  # [S]
+    theta = torch.deg2rad(angles).view(n, 1)
+    x = c + u.view(1, -1) * torch.cos(theta)  # [n, S]
+    y = c - u.view(1, -1) * torch.sin(theta)  # image rows grow downwards
+    w = torch.exp(-(u.view(1, -1) ** 2) / (2.0 * (rel.view(n, 1) * r) ** 2)).expand(n, -1)
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    flat = torch.zeros(n, size * size, dtype=torch.float64, device=device)
+    for dy, dx, wt in (
+        (0, 0, (1 - fy) * (1 - fx)),
+        (0, 1, (1 - fy) * fx),
+        (1, 0, fy * (1 - fx)),
+        (1, 1, fy * fx),
+    ):
+        yy, xx = y0 + dy, x0 + dx
+        valid = (yy >= 0) & (yy < size) & (xx >= 0) & (xx < size)
+        idx = (yy.clamp(0, size - 1) * size + xx.clamp(0, size - 1)).long()
+        flat.scatter_add_(1, idx, torch.where(valid, w * wt, torch.zeros_like(wt)))
+    flat = flat / flat.sum(dim=1, keepdim=True)
+    return flat.view(n, size, size).to(dtype)
+
+
+def motion_kernel(
+    n: int = 8,
+    size: int = 40,
+    *,
+    angle: float | None = None,
+    spread: float = 30.0,
+    weights: tuple[float, float] = (0.8, 1.2),
+    falloff: float | tuple[float, float] = (0.75, 2.25),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""One pretraining blur kernel: the weighted average of a :func:`motion_kernel_bank`.
+
+    The bank's kernels are averaged with weights ``U(*weights)`` and the result is renormalised to
+    sum to 1 (the official release divides by the number of kernels instead, which scales the
+    image brightness by the mean weight; we keep brightness).
+
+    Returns:
+        ``[size, size]`` tensor summing to 1.
+
+    Example:
+        >>> k = motion_kernel(generator=torch.Generator().manual_seed(0))
+        >>> k.shape, round(float(k.sum()), 5)
+        (torch.Size([40, 40]), 1.0)
+    """
+    bank = motion_kernel_bank(
+        n, size, angle=angle, spread=spread, falloff=falloff, generator=generator,
+        device=device, dtype=torch.float64,
+    )
+    wts = _uniform(n, float(weights[0]), float(weights[1]), generator, bank.device)
+    k = (bank * wts.view(n, 1, 1)).sum(0) / wts.sum()
+    return k.to(dtype)
+
+
+def _pad2d(x: Tensor, left: int, right: int, top: int, bottom: int) -> Tensor:
+    """Reflect padding (``numpy`` 'reflect'); falls back to 'replicate' on images too small."""
+    h, w = x.shape[-2:]
+    mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
+    return F.pad(x, (left, right, top, bottom), mode=mode)
+
+
+def _filter2d(x: Tensor, kernels: Tensor) -> Tensor:
+    """Convolve ``x [B, C, H, W]`` with one kernel per sample ``[B, kh, kw]`` (true convolution,
+    kernel centre at ``(kh // 2, kw // 2)``, reflect borders); output has the input's size."""
+    b, c, h, w = x.shape
+    kh, kw = kernels.shape[-2:]
+    cy, cx = kh // 2, kw // 2
+    xp = _pad2d(x, kw - 1 - cx, cx, kh - 1 - cy, cy)
+    weight = kernels.flip(-1, -2).to(x.dtype).repeat_interleave(c, dim=0).unsqueeze(1)
+    out = F.conv2d(xp.reshape(1, b * c, *xp.shape[-2:]), weight, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def motion_blur(
+    img: Tensor,
+    *,
+    kernels: int | Tensor = 8,
+    size: int = 40,
+    angle: float | None = None,
+    spread: float = 30.0,
+    generator: torch.Generator | None = None,
+    return_kernel: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""Blur images with the SpikeGen pretraining motion kernels (DESIGN.md section 2).
+
+    Each sample gets its own :func:`motion_kernel` (``kernels`` bank kernels of ``size`` pixels,
+    a random main angle, ``+-spread`` degrees per kernel, weights ``U(0.8, 1.2)``), applied to
+    every channel as a true convolution with reflect borders ('replicate' when the image is
+    smaller than the kernel). The kernel sums to 1, so the mean of a constant image is kept.
+
+    Args:
+        img: ``[B, C, H, W]`` or ``[C, H, W]`` float image.
+        kernels: number of bank kernels per blur, or explicit kernels: ``[kh, kw]`` (shared) or
+            ``[B, kh, kw]`` (one per sample).
+        size: kernel side when ``kernels`` is a number.
+        angle: fixed main angle in degrees for every sample (random per sample when ``None``).
+        spread: per-kernel angle deviation in degrees.
+        generator: random source (the kernels are drawn on the generator's device, then moved).
+        return_kernel: also return the kernels used, ``[B, kh, kw]`` (``[kh, kw]`` unbatched).
+
+    Returns:
+        The blurred image (same shape, dtype and device), and the kernels if asked.
+
+    Example:
+        >>> x = torch.rand(2, 3, 64, 64)
+        >>> y, k = motion_blur(x, generator=torch.Generator().manual_seed(0), return_kernel=True)
+        >>> y.shape, k.shape
+        (torch.Size([2, 3, 64, 64]), torch.Size([2, 40, 40]))
+    """
+    x, batched = _check_image(img)
+    b = x.shape[0]
+    if isinstance(kernels, Tensor):
+        k = kernels
+        if k.ndim == 2:
+            k = k.unsqueeze(0).expand(b, -1, -1)
+        if k.ndim != 3 or k.shape[0] != b:
+            raise ShapeError(
+                f"kernels must be [kh, kw] or [B={b}, kh, kw], got shape {tuple(kernels.shape)}"
+            )
+        k = k.to(device=x.device, dtype=x.dtype)
+    else:
+        k = torch.stack(
+            [
+                motion_kernel(kernels, size, angle=angle, spread=spread, generator=generator,
+                              dtype=x.dtype)
+                for _ in range(b)
+            ]
+        ).to(x.device)
+    out = _filter2d(x, k)
+    if not batched:
+        out, k = out[0], k[0]
+    return (out, k) if return_kernel else out
+
+
+class MotionBlur(nn.Module):
+    r"""Module form of :func:`motion_blur` (a fresh random kernel per sample and call).
+
+    Example:
+        >>> blur = MotionBlur(kernels=8, size=15)
+        >>> blur(torch.rand(1, 3, 32, 32), generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([1, 3, 32, 32])
+    """
+
+    def __init__(
+        self, kernels: int = 8, size: int = 40, angle: float | None = None, spread: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.kernels, self.size, self.angle, self.spread = kernels, size, angle, spread
+
+    def forward(self, img: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return motion_blur(
+            img, kernels=self.kernels, size=self.size, angle=self.angle, spread=self.spread,
+            generator=generator,
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernels={self.kernels}, size={self.size}, angle={self.angle}, spread={self.spread}"
+
+
+# ----------------------------------------------------------------------------- video blur
+def video_blur(frames: Tensor, n: int, *, stride: int = 1) -> Tensor:
+    r"""Average ``n`` consecutive sharp frames (GOPRO-style blur synthesis).
+
+    Output ``i`` is the mean of frames ``i * stride ... i * stride + n - 1`` ("valid" windows
+    only, so there are ``(T - n) // stride + 1`` outputs). Use ``stride=n`` for non-overlapping
+    exposures. The sum is accumulated in float64.
+
+    Args:
+        frames: ``[T, C, H, W]`` or ``[B, T, C, H, W]`` float frames.
+        n: number of frames per blurry frame (``1 <= n <= T``).
+        stride: step between the first frames of consecutive windows.
+
+    Returns:
+        ``[T', C, H, W]`` or ``[B, T', C, H, W]`` with ``T' = (T - n) // stride + 1``.
+
+    Example:
+        >>> video_blur(torch.rand(10, 3, 8, 8), 4).shape
+        torch.Size([7, 3, 8, 8])
+        >>> video_blur(torch.rand(10, 3, 8, 8), 5, stride=5).shape
+        torch.Size([2, 3, 8, 8])
+    """
+    if not isinstance(frames, Tensor) or not frames.is_floating_point():
+        raise ShapeError("frames must be a floating-point torch.Tensor [T, C, H, W] or [B, T, C, H, W]")
+    if frames.ndim not in (4, 5):
+        raise ShapeError(
+            f"frames must be [T, C, H, W] or [B, T, C, H, W], got shape {tuple(frames.shape)}"
+        )
+    tdim = frames.ndim - 4
+    t = frames.shape[tdim]
+    if not isinstance(n, int) or not 1 <= n <= t:
+        raise ShapeError(f"n must be an int in [1, T={t}], got {n!r}")
+    if not isinstance(stride, int) or stride < 1:
+        raise ShapeError(f"stride must be a positive int, got {stride!r}")
+    cs = torch.cumsum(frames.to(torch.float64), dim=tdim)
+    zero = torch.zeros_like(cs.narrow(tdim, 0, 1))
+    cs = torch.cat([zero, cs], dim=tdim)  # cs[k] = sum of frames < k
+    starts = torch.arange(0, t - n + 1, stride, device=frames.device)
+    out = (cs.index_select(tdim, starts + n) - cs.index_select(tdim, starts)) / n
+    return out.to(frames.dtype)
+
+
+def _gaussian_kernel1d(sigma: float, *, device=None, dtype=torch.float32) -> Tensor:
+    """Normalised 1-D Gaussian of length ``2 * round(3 sigma) + 1`` (the official converter's)."""
+    k = 2 * round(3 * sigma) + 1
+    x = torch.arange(k, dtype=torch.float64, device=device) - (k - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).to(dtype)
+
+
+def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
+    r"""Separable Gaussian blur, kernel ``2 * round(3 sigma) + 1``, reflect borders.
+
+    Args:
+        img: ``[B, C, H, W]`` or ``[C, H, W]``.
+        sigma: standard deviation in pixels (``0`` returns the input).
+
+    Example:
+        >>> gaussian_blur(torch.ones(1, 1, 8, 8), 1.0).allclose(torch.ones(1, 1, 8, 8))
+        True
+    """
+    x, batched = _check_image(img)
+    if sigma < 0 or not math.isfinite(sigma):
+        raise ShapeError(f"sigma must be a finite value >= 0, got {sigma}")
+    if sigma == 0:
+        return img
+    g = _gaussian_kernel1d(sigma, device=x.device, dtype=x.dtype)
+    k = g.numel()
+    p = k // 2
+    b, c, h, w = x.shape
+    y = x.reshape(b * c, 1, h, w)
+    y = F.conv2d(_pad2d(y, p, p, 0, 0), g.view(1, 1, 1, k))
+    y = F.conv2d(_pad2d(y, 0, 0, p, p), g.view(1, 1, k, 1))
+    y = y.view(b, c, h, w)
+    return y if batched else y[0]
