@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPIKEGEN_SHARED", REPO.parent / "shared")).resolve()
 DATA = SHARED / "data"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the suite is many small ops, and on a busy 2-core machine two threads
+# per op wait on each other (measured 5-10x slower); subprocess tests set OMP_NUM_THREADS=1.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
