@@ -167,3 +167,18 @@ def test_mismatched_checkpoint_is_refused_and_nothing_loaded(image_dir, one_chec
 def test_missing_checkpoint_is_clear(image_dir, tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
         _resume(image_dir, tmp_path / "nothing-here")
+
+
+def test_ema_warmup_forgets_the_initialisation():
+    from spikegen.train.ema import EMA
+
+    m = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(m.weight, 0.0)
+    ema = EMA(m, decay=0.999)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    for step in range(1, 1001):
+        ema.update(m, step)
+    # with a fixed decay the average would still be 1 - 0.999**1000 = 0.63
+    assert ema.shadow["weight"].item() > 0.99
+    assert ema.decay_at(10**6) == 0.999

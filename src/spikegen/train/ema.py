@@ -19,12 +19,22 @@ class EMA:
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
         self._param_names = {k for k, _ in model.named_parameters()}
 
+    def decay_at(self, step: int | None) -> float:
+        """The decay used after optimiser step ``step`` (1-based): warmed up as
+        ``min(decay, (1 + step) / (10 + step))`` so early averages are not dominated by the
+        random initial weights (with a fixed 0.999, 37% of the average after 1000 steps would
+        still be the initialisation)."""
+        if step is None:
+            return self.decay
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int | None = None) -> None:
+        d = self.decay_at(step)
         for k, v in model.state_dict().items():
             s = self.shadow[k]
             if k in self._param_names and v.is_floating_point():
-                s.mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
+                s.mul_(d).add_(v.detach().float(), alpha=1.0 - d)
             else:
                 s.copy_(v.detach())
 

@@ -70,14 +70,9 @@ class VaeTrainModule(nn.Module):
     def __init__(self, vae: nn.Module, *, kl_weight: float = 1e-6, lpips_weight: float = 0.0):
         super().__init__()
         self.vae = vae
+        # LPIPS is a fixed metric network: used through the functional form (cached per
+        # device/dtype), so its weights never enter this module's state dict or checkpoints.
         self.kl_weight, self.lpips_weight = kl_weight, lpips_weight
-        self.lpips = None
-        if lpips_weight > 0:
-            from spikegen.metrics.lpips import LPIPS
-
-            self.lpips = LPIPS()
-            for p in self.lpips.parameters():
-                p.requires_grad_(False)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         from spikegen.models.vae import pad_to_multiple
@@ -92,8 +87,10 @@ class VaeTrainModule(nn.Module):
         kl = post.kl().mean() / float(post.mean[0].numel())  # per latent element
         loss = l1 + self.kl_weight * kl
         out = {"l1": l1.detach(), "kl": kl.detach()}
-        if self.lpips is not None:
-            lp = self.lpips(rec01.float(), x01.float()).mean()
+        if self.lpips_weight > 0:
+            from spikegen.metrics import lpips
+
+            lp = lpips(rec01.float(), x01.float())
             loss = loss + self.lpips_weight * lp
             out["lpips"] = lp.detach()
         out["loss"] = loss

@@ -261,9 +261,9 @@ class Trainer:
                 parts["grad_norm"] = float(gn)
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
-            if self.ema is not None:
-                self.ema.update(self.unwrapped)
             self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.unwrapped, self.step)
             last = parts
             if self.step % int(lc["every"]) == 0 or self.step == total:
                 rate = samples / max(time.perf_counter() - t0, 1e-9)
