@@ -129,13 +129,47 @@ print(peak, out.nbytes)
 """
 
 
+def long_reconstruct_rss(frames: int, h: int = 250, w: int = 400) -> None:
+    """Peak RSS of the CLI streaming a long recording to MP4 (a child process, getrusage)."""
+    import resource
+    import time
+
+    from spikegen.spikes.io import DatWriter
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "long.dat"
+        t0 = time.perf_counter()
+        with DatWriter(path, h, w) as dw:
+            for start in range(0, frames, 1000):
+                n = min(1000, frames - start)
+                t = (start + np.arange(n, dtype=np.float32))[:, None, None]
+                rate = 0.1 + 0.4 * (0.5 + 0.5 * np.sin((xx + 0.05 * t) / 25.0) * np.cos(yy / 30.0))
+                dw.write((rng.random((n, h, w), dtype=np.float32) < rate).astype(np.uint8))
+        print(f"wrote {frames} frames ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.0f} s", flush=True)
+        out = Path(tmp) / "out.mp4"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "spikegen", "reconstruct", str(path), "--method", "tfp", "--all",
+                        "-o", str(out)], check=True, stderr=subprocess.DEVNULL)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"spikegen reconstruct --all -o out.mp4: {frames} frames in {time.perf_counter() - t0:.0f} s, "
+              f"peak RSS {peak_mb:.0f} MB (target < 500 MB), mp4 {out.stat().st_size / 2**20:.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per row (median; >= 5)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1, like numpy; 0 = torch's default)")
+    ap.add_argument("--long", type=int, default=0, metavar="FRAMES",
+                    help="also run `spikegen reconstruct --all -o out.mp4` over a FRAMES-frame 250x400 "
+                         "file and report its peak RSS (the target: 100000 frames under 500 MB)")
     args = ap.parse_args()
+    if args.long:
+        long_reconstruct_rss(args.long)
+        return
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     repeats = max(args.repeats, 1 if args.quick else 5)
