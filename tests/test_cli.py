@@ -36,7 +36,7 @@ def dat(tmp_path) -> Path:
     return write_dat(tmp_path / "s.dat", s)
 
 
-@pytest.mark.parametrize("cmd", ["info", "simulate", "reconstruct", "blur", "demo", "train"])
+@pytest.mark.parametrize("cmd", ["info", "simulate", "reconstruct", "blur", "deblur", "eval", "demo", "train", "nvs"])
 def test_every_command_has_help(cmd, capsys):
     code, out, _ = run([cmd, "--help"], capsys)
     assert code == 0 and "Usage" in out

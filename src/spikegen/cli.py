@@ -131,6 +131,102 @@ def blur(
 
 
 @app.command()
+def deblur(
+    rgb: Annotated[Path, typer.Option("--rgb", help="The blurry input: an image, a video file or a folder of frames.")],
+    spikes: Annotated[Path, typer.Option("--spikes", help="Spike file over its exposure (.dat, .npz, .npy); for a video it covers all frames.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.png for an image; OUT.mp4 or a folder of PNGs for a video.")],
+    gamma: Annotated[float, typer.Option(help="Modality ratio: 0 = RGB only, 1 = spikes only.")] = 0.5,
+    samples: Annotated[int, typer.Option(help="Samples K; K > 1 also writes OUT_mean and OUT_std (uncertainty: 2 x std).")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the sampler.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    frames: Annotated[Optional[int], typer.Option(help="Use the centred N spike frames of each exposure [default: the model's expected count, else all].")] = None,
+    resize_spikes: Annotated[bool, typer.Option("--resize-spikes", help="Resize spikes of another size to the RGB size (nearest neighbour).")] = False,
+    tfp: Annotated[bool, typer.Option("--tfp", help="Also write OUT_tfp: the classic TFP of the same spikes (rate x V_th / gain).")] = False,
+    vth: Annotated[float, typer.Option("--vth", help="The sensor's threshold V_th (for --tfp).")] = 1.0,
+    gain: Annotated[Optional[float], typer.Option(help="The sensor's gain (for --tfp) [default: 0.6].")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of an MP4 output [default: 30].")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat spike file [default: the RGB height].")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat spike file [default: the RGB width].")] = None,
+    raw_width: RawWidth = None,
+    no_flip: NoFlip = False,
+    drop_partial: Partial = False,
+    overwrite: Overwrite = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Deblur an image or a video with SpikeGen, guided by its spike stream."""
+    from spikegen.tasks.deblur import deblur_file
+
+    written = deblur_file(
+        rgb, spikes, output, weights=weights, gamma=gamma, samples=samples, steps=steps, seed=seed,
+        temperature=temperature, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
+        overwrite=overwrite, progress=not no_progress, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
+    )
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+# Options of `spikegen eval` that only some tasks use (task -> allowed).
+_EVAL_ONLY = {
+    "--vth": ("deblur",), "--size": ("deblur", "reconstruct"), "--gain": ("deblur",), "--frames": ("deblur",),
+    "--source": ("deblur",), "--n-blur": ("deblur",), "--interp": ("deblur",), "--rate-scale": ("reconstruct", "real"),
+    "--window": ("reconstruct", "real"), "--spikegen-frames": ("reconstruct", "real"), "--centers": ("real",), "--height": ("real",), "--width": ("real",),
+}
+
+
+@app.command("eval")
+def eval_(
+    task: Annotated[str, typer.Argument(help="deblur (GOPRO-style), reconstruct (STIR-style, .dat + GT) or real (no-reference).")],
+    data: Annotated[Path, typer.Option("--data", help="deblur: an image folder (or video folder with --source video); reconstruct: spike/*.dat + gt/*.png; real: spike files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: results.json/.csv/.md, report.html, images/.")],
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real [default: all of the task's].")] = None,
+    vth: Annotated[Optional[str], typer.Option("--vth", help="deblur: spike thresholds V_th, comma-separated [default: 1,2,4].")] = None,
+    size: Annotated[Optional[int], typer.Option(help="deblur: centre-crop size [default: 256]; reconstruct: optional centre crop.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N items (sorted).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    seed: Annotated[int, typer.Option(help="Base random seed (per-image seeds derive from it).")] = 0,
+    gain: Annotated[Optional[float], typer.Option(help="deblur: integrate-and-fire gain [default: 0.6, as the training data].")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="deblur: spike frames per sample [default: 8].")] = None,
+    source: Annotated[Optional[str], typer.Option(help="deblur: images, video or auto [default: auto = video when the folder holds video files].")] = None,
+    n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="deblur --source video: frames averaged per blurry frame, odd [default: 7].")] = None,
+    interp: Annotated[Optional[int], typer.Option(help="deblur --source video: linear frame interpolation factor [default: 1].")] = None,
+    rate_scale: Annotated[Optional[float], typer.Option("--rate-scale", help="reconstruct/real: firing rate -> intensity for TFP/TFI [default: 1/0.6 for reconstruct; real: stretch to the 99.5th percentile].")] = None,
+    window: Annotated[Optional[int], typer.Option(help="reconstruct/real: spike frames per reconstruction [default: 61].")] = None,
+    spikegen_frames: Annotated[Optional[int], typer.Option("--spikegen-frames", help="reconstruct/real: SpikeGen gets the centred N frames of the window [default: the model's expected count, else all].")] = None,
+    centers: Annotated[Optional[int], typer.Option(help="real: reconstructions per file, evenly spaced [default: 3].")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="real: frame height of .dat files [default: 250].")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="real: frame width of .dat files [default: 400].")] = None,
+    report_images: Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")] = 3,
+    overwrite: Overwrite = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate methods by the paper's protocols; writes tables and an HTML report."""
+    from spikegen.tasks.evaluate import TASKS, run_eval
+
+    if task not in TASKS:
+        raise SpikeGenError(f"unknown eval task {task!r}; expected one of {', '.join(TASKS)}")
+    given = {"--vth": vth, "--size": size, "--gain": gain, "--frames": frames, "--source": source, "--n-blur": n_blur,
+             "--interp": interp, "--rate-scale": rate_scale, "--window": window, "--spikegen-frames": spikegen_frames,
+             "--centers": centers,
+             "--height": height, "--width": width}
+    for flag, value in given.items():
+        if value is not None and task not in _EVAL_ONLY[flag]:
+            raise SpikeGenError(f"{flag} does not apply to eval {task} (only to eval {' / '.join(_EVAL_ONLY[flag])})")
+    common = dict(methods=methods, limit=limit, weights=weights, steps=steps, seed=seed, report_images=report_images,
+                  overwrite=overwrite, progress=not no_progress, warn=lambda m: _echo(f"warning: {m}"))
+    opt = {k: v for k, v in dict(v_ths=vth, size=size, gain=gain, frames=frames, source=source, n_blur=n_blur,
+                                 interp=interp, rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames, centers=centers,
+                                 height=height, width=width).items() if v is not None}
+    result = run_eval(task, data, output, **common, **opt)
+    from spikegen.report import markdown_table
+    from spikegen.tasks.evaluate import display_rows
+
+    typer.echo(markdown_table(display_rows(result["summary"]), digits=4), nl=False)
+    typer.echo(f"wrote {Path(output) / 'results.json'}, results.csv, results.md; open {Path(output) / 'report.html'}")
+
+
+@app.command()
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (relative to the current directory).")] = Path("outputs/demo"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,

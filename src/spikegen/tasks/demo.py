@@ -132,7 +132,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     real_imgs["real: TFI"] = _stretch(tfi(clip, v_th=1.0, centers=[c], max_half_window=20))
     if model is not None:
         lo = c - 4
-        pred = model.sample(rgb=None, spikes=clip[None, lo:lo + 8], gamma=1.0, steps=steps, tfp_rgb=True,
+        pred = model.sample(rgb=None, spikes=clip[None, lo:lo + 8], gamma=0.5, steps=steps, tfp_rgb=True,
                             generator=torch.Generator().manual_seed(seed))[0].float().cpu()
         real_imgs["real: SpikeGen (TFP & Spike)"] = rgb_to_gray(pred)
     from spikegen.metrics import brisque, niqe

@@ -40,7 +40,7 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
             lo = min(max(c - half, 0), max(n - window, 0))
             wins.append(torch.from_numpy(src.read(lo, min(lo + window, n))))
         spikes = torch.stack(wins).to(model.device)
-        out = model.sample(rgb=None, spikes=spikes, gamma=1.0, steps=steps, generator=g, tfp_rgb=True)
+        out = model.sample(rgb=None, spikes=spikes, gamma=gamma, steps=steps, generator=g, tfp_rgb=True)
         from spikegen.degrade import rgb_to_gray
 
         gray = rgb_to_gray(out.float())[:, 0].cpu()
@@ -60,7 +60,7 @@ def load_default_model(weights: str | os.PathLike | None = None, device: str | t
 def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, method: str = "tfp", window: int = 41,
                      frame: int | None = None, all_frames: bool = False, stride: int = 1, v_th: float = 1.0,
                      scale: float | None = None, fps: float = 30.0, weights: str | os.PathLike | None = None,
-                     gamma: float = 1.0, steps: int = 25, overwrite: bool = False, progress: bool = True,
+                     gamma: float = 0.5, steps: int = 25, overwrite: bool = False, progress: bool = True,
                      **open_kwargs) -> Path:
     """Reconstruct one frame (PNG) or every ``stride``-th frame (MP4 or PNG folder).
 
@@ -69,7 +69,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             flip, raw_width, partial; see :func:`spikegen.spikes.io.open_spikes`).
         output: ``.png`` for one frame; ``.mp4`` or a folder with ``all_frames``.
         method: ``tfp``, ``tfi`` or ``spikegen`` ("TFP & Spike": the window's spikes, with
-            their TFP standing in for the RGB input, at ``gamma`` = 1).
+            their TFP standing in for the RGB input, at ``gamma`` = 0.5; at 1 the TFP would be
+            unused).
         window: TFP window / TFI search range (2 x half) / SpikeGen input frames.
 
     Returns:
