@@ -182,3 +182,16 @@ def test_ema_warmup_forgets_the_initialisation():
     # with a fixed decay the average would still be 1 - 0.999**1000 = 0.63
     assert ema.shadow["weight"].item() > 0.99
     assert ema.decay_at(10**6) == 0.999
+
+
+def test_log_csv_keeps_columns_aligned_when_terms_change(tmp_path):
+    t = Trainer.__new__(Trainer)
+    log = tmp_path / "log.csv"
+    t._log_csv(log, {"step": 1, "loss": 0.5, "lpips": 0.1})
+    t._log_csv(log, {"step": 2, "loss": 0.4})               # a term dropped
+    t._log_csv(log, {"step": 3, "loss": 0.3, "align": 0.2})  # a term added
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["loss"] for r in rows] == ["0.5", "0.4", "0.3"]
+    assert [r["lpips"] for r in rows] == ["0.1", "", ""]
+    assert [r["align"] for r in rows] == ["", "", "0.2"]

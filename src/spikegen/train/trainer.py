@@ -301,12 +301,27 @@ class Trainer:
         return last
 
     def _log_csv(self, path: Path, row: dict) -> None:
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        """Append a row; when its columns differ from the file's header (e.g. a loss term was
+        added on resume), rewrite the file with the union of columns so none shift."""
+        fields: list[str] = []
+        if path.exists():
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), [])
+        if path.exists() and fields and set(row) <= set(fields):
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields, restval="").writerow(row)
+            return
+        rows: list[dict] = []
+        if path.exists() and fields:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        union = fields + [k for k in row if k not in fields]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=union, restval="")
+            w.writeheader()
+            w.writerows(rows + [row])
+        os.replace(tmp, path)
 
     def _tensorboard(self):
         if not self.is_main:
