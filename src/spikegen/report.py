@@ -30,6 +30,11 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 """
 
 
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The union of the rows' keys, in first-seen order."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 @dataclass
 class Report:
     """An HTML report built from sections; ``write`` renders it to a file."""
@@ -67,11 +72,7 @@ class Report:
         """A table from a list of dicts (columns = union of keys, in first-seen order)."""
         if title:
             self.heading(title)
-        cols: list[str] = []
-        for r in rows:
-            for k in r:
-                if k not in cols:
-                    cols.append(k)
+        cols = _columns(rows)
 
         def fmt(v: Any) -> str:
             if isinstance(v, float):
@@ -102,11 +103,7 @@ class Report:
 
 def markdown_table(rows: Sequence[dict[str, Any]], *, digits: int = 3) -> str:
     """Render a list of dicts as a GitHub markdown table."""
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
+    cols = _columns(rows)
 
     def fmt(v: Any) -> str:
         return f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v))
