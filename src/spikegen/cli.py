@@ -260,6 +260,107 @@ def train(
         typer.echo(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out / 'final'}")
 
 
+# --- spikegen nvs: novel-view synthesis (docs/nvs.md); the logic is in spikegen.tasks.nvs ---
+nvs_app = typer.Typer(help="Novel-view synthesis of high-speed scenes: prepare, restore, 3DGS train, eval.",
+                      no_args_is_help=True)
+app.add_typer(nvs_app, name="nvs")
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+
+
+@nvs_app.command("prepare")
+def nvs_prepare(
+    scene: Annotated[Path, typer.Argument(help="A sharp Blender/NeRF-synthetic scene (transforms_train.json [+ _test]).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output scene folder: blurry views, spikes/, sharp/, prepare.json.")],
+    vth: Annotated[float, typer.Option("--vth", help="Integrate-and-fire threshold V_th.")] = 1.0,
+    gain: Annotated[float, typer.Option(help="Charge per step of a white pixel.")] = 0.6,
+    frames: Annotated[int, typer.Option(help="Spike frames per view.")] = 8,
+    kernels: Annotated[int, typer.Option(help="Motion kernels averaged per blur.")] = 8,
+    size: Annotated[int, typer.Option(help="Blur kernel size in pixels of the source images (scaled with --resolution).")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed (per-view seeds derive from it).")] = 0,
+    resolution: Annotated[Optional[int], typer.Option(help="Resize so the longer side has N pixels (intrinsics scaled).")] = None,
+    test_every: Annotated[int, typer.Option("--test-every", help="Without transforms_test.json: hold out views 0, k, 2k, ... as sharp test views (0 = none).")] = 8,
+    background: Annotated[str, typer.Option(help="Background of RGBA views: white, black or R,G,B.")] = "white",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Synthesise blurry views (kernel-bank motion blur) and spike streams from a sharp scene."""
+    from spikegen.tasks.nvs import prepare_scene
+
+    m = prepare_scene(scene, output, v_th=vth, gain=gain, frames=frames, kernels=kernels, size=size, seed=seed,
+                      resolution=resolution, test_every=test_every, background=background, overwrite=overwrite,
+                      progress=not no_progress)
+    w, h = m["camera"]["size"]
+    typer.echo(f"wrote {output}: {m['splits']['train']} blurry training views with spikes, {m['splits']['test']} sharp "
+               f"test views, {w}x{h}, in {m['seconds']:.1f} s")
+
+
+@nvs_app.command("restore")
+def nvs_restore(
+    scene: Annotated[Path, typer.Argument(help="A scene written by `spikegen nvs prepare`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: the restored scene.")],
+    method: Annotated[str, typer.Option(help="spikegen, tfp or tfi.")] = "spikegen",
+    weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights).")] = None,
+    gamma: Annotated[float, typer.Option(help="SpikeGen modality ratio: 0 = RGB only, 1 = spikes only.")] = 0.5,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    batch: Annotated[int, typer.Option(help="Views per SpikeGen call.")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="Device for SpikeGen [default: cuda if available, else cpu].")] = None,
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """Restore every training view (SpikeGen, TFP or TFI) and write the restored scene."""
+    from spikegen.tasks.nvs import restore_scene
+
+    r = restore_scene(scene, output, method=method, weights=weights, gamma=gamma, steps=steps, batch=batch, seed=seed,
+                      device=device, overwrite=overwrite, progress=not no_progress)
+    vs = (r.get("vs_sharp") or {}).get("mean") or {}
+    score = f"; vs sharp: PSNR {vs['psnr']:.2f} dB (blurry {vs['psnr_blurry']:.2f})" if vs else ""
+    typer.echo(f"wrote {output}: {r['splits'].get('train', 0)} views restored by {method} in {r['seconds']:.1f} s{score}")
+
+
+@nvs_app.command("train")
+def nvs_train(
+    scene: Annotated[Path, typer.Argument(help="A Blender scene, e.g. the output of `spikegen nvs restore`.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run folder [default: SCENE/3dgs].")] = None,
+    iterations: Annotated[int, typer.Option(help="Training iterations.")] = 30000,
+    ssim_weight: Annotated[float, typer.Option("--ssim-weight", help="Weight of (1 - SSIM) in the loss.")] = 0.2,
+    resolution: Annotated[Optional[int], typer.Option(help="Train at this longer image side (intrinsics scaled).")] = None,
+    init_points: Annotated[int, typer.Option("--init-points", help="Random initial Gaussians in [-1.5, 1.5]^3.")] = 100000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    background: Annotated[str, typer.Option(help="Background: white, black or R,G,B.")] = "white",
+    overwrite: Overwrite = False,
+    no_progress: NoProgress = False,
+) -> None:
+    """3D Gaussian splatting (gsplat, CUDA) on the training views, then PSNR/SSIM/LPIPS on the test views."""
+    from spikegen.tasks.nvs import train_3dgs
+
+    r = train_3dgs(scene, output, iterations=iterations, ssim_weight=ssim_weight, resolution=resolution,
+                   background=background, overwrite=overwrite, progress=not no_progress, init_points=init_points, seed=seed)
+    m = r.get("metrics") or {}
+    typer.echo(f"trained {r['train']['gaussians']} Gaussians in {r['train']['seconds']:.0f} s"
+               + (f"; test PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, LPIPS {m['lpips']:.4f}" if m else ""))
+
+
+@nvs_app.command("eval")
+def nvs_eval(
+    run: Annotated[Path, typer.Argument(help="A `spikegen nvs train` run folder, or a folder of renders named like the views (r_0.png).")],
+    scene: Annotated[Optional[Path], typer.Option(help="Scene holding the ground truth [default: the run's].")] = None,
+    split: Annotated[str, typer.Option(help="Which transforms_{split}.json to score.")] = "test",
+    renders: Annotated[Optional[Path], typer.Option(help="Renders folder [default: RUN/renders, else RUN].")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Metrics JSON [default: RUN/metrics.json].")] = None,
+    background: Annotated[Optional[str], typer.Option(help="Background of RGBA ground truth [default: the run's, else white].")] = None,
+    no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """PSNR / SSIM / LPIPS of renders against a split's ground truth (runs on CPU)."""
+    from spikegen.tasks.nvs import evaluate_renders
+
+    r = evaluate_renders(run, scene=scene, split=split, renders=renders, background=background, use_lpips=not no_lpips,
+                         output=output, overwrite=overwrite)
+    typer.echo(f"{len(r['views'])} {split} views: " + ", ".join(f"{k.upper()} {v:.4f}" for k, v in r["mean"].items()))
+    typer.echo(f"wrote {output or Path(run) / 'metrics.json'}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app and turns user errors into one line and exit code 2."""
     try:
