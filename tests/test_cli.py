@@ -157,3 +157,16 @@ def test_existing_output_is_refused_and_kept(photo, tmp_path, capsys):
     assert out.read_bytes() == before
     code, _, _ = run(["simulate", photo, "-o", out, "--overwrite", "--frames", 4], capsys)
     assert code == 0 and load_spikes(out).shape == (4, 40, 48)
+
+
+def test_simulate_video_folder_to_dat_streams_and_matches_npz(tmp_path, capsys):
+    folder = tmp_path / "frames"
+    for i in range(6):
+        save_image(folder / f"{i:03d}.png", torch.full((3, 8, 16), (i + 1) / 8))
+    code, _, _ = run(["simulate", folder, "-o", tmp_path / "v.dat", "--interp", 3, "--seed", 2], capsys)
+    assert code == 0
+    code, _, _ = run(["simulate", folder, "-o", tmp_path / "v.npz", "--interp", 3, "--seed", 2], capsys)
+    assert code == 0
+    a = read_dat(tmp_path / "v.dat", 8, 16)
+    b = load_spikes(tmp_path / "v.npz")
+    assert a.shape == (16, 8, 16) and np.array_equal(a, b)

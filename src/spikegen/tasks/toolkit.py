@@ -6,6 +6,7 @@ Each function takes paths and plain options, does the work with the library func
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
     """
     from spikegen.image import is_image_file, load_image
     from spikegen.spikes.io import save_spikes
-    from spikegen.spikes.simulate import integrate_and_fire, load_frames, photon_sampling
+    from spikegen.spikes.simulate import integrate_and_fire, photon_sampling
 
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".dat", ".npz"):
@@ -81,26 +82,39 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
     if not input.exists():
         raise SpikeFileError(f"{input}: no such file or folder")
     g = torch.Generator().manual_seed(seed)
+    meta = {"source": str(input.name), "method": method, "seed": seed}
+    meta.update({"v_th": v_th, "gain": gain} if method == "if" else {"coverage": coverage})
     if input.is_file() and is_image_file(input):
         if method == "photon":
             spikes = photon_sampling(load_image(input)[None], frames=frames, coverage=coverage, generator=g)
         else:
             spikes = integrate_and_fire(load_image(input, gray=True)[None], v_th=v_th, gain=gain, steps=frames, generator=g)
-        source = "image"
-    else:
-        if method == "photon":
-            raise SpikeFileError("photon sampling works on still images; use --method if for videos")
-        video = load_frames(input, interp=interp, gray=True)  # [T,1,H,W]
-        spikes = integrate_and_fire(video[:, 0][None], v_th=v_th, gain=gain, generator=g)
-        source = "video"
-    arr = spikes[0].cpu().numpy()
-    meta = {"source": str(input.name), "kind": source, "method": method, "seed": seed}
-    if method == "if":
-        meta.update(v_th=v_th, gain=gain, interp=interp)
-    else:
-        meta.update(coverage=coverage)
-    save_spikes(output, arr, flip=flip, overwrite=overwrite, **meta)
-    return arr.shape[0], arr.shape[1], arr.shape[2], float(arr.mean())
+        arr = spikes[0].cpu().numpy()
+        save_spikes(output, arr, flip=flip, overwrite=overwrite, kind="image", **meta)
+        return arr.shape[0], arr.shape[1], arr.shape[2], float(arr.mean())
+
+    if method == "photon":
+        raise SpikeFileError("photon sampling works on still images; use --method if for videos")
+    from spikegen.spikes.simulate import iter_simulate_video
+
+    blocks = (b.cpu().numpy() for b in iter_simulate_video(input, v_th=v_th, gain=gain, interp=interp, generator=g, block=256))
+    first = next(blocks, None)
+    if first is None:
+        raise SpikeFileError(f"{input}: no frames found")
+    h, w = first.shape[1:]
+    if output.suffix.lower() == ".npz":  # the packed format is written in one piece
+        arr = np.concatenate([first, *blocks])
+        save_spikes(output, arr, overwrite=overwrite, kind="video", interp=interp, **meta)
+        return arr.shape[0], h, w, float(arr.mean())
+    from spikegen.spikes.io import DatWriter
+
+    n, fired = 0, 0
+    with DatWriter(output, h, w, flip=flip, overwrite=overwrite) as dw:  # streamed: bounded memory
+        for blk in itertools.chain([first], blocks):
+            dw.write(blk)
+            n += blk.shape[0]
+            fired += int(blk.sum(dtype=np.int64))
+    return n, h, w, fired / (n * h * w)
 
 
 def blur_file(image: str | os.PathLike, output: str | os.PathLike, *, kernels: int = 8, size: int = 40,
