@@ -162,7 +162,8 @@ class VideoWriter:
         self._stream.width = w + (w % 2)
         self._stream.height = h + (h % 2)
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(self.crf)}
+        # veryfast: 2-3x the encoding speed of the default preset and a shorter lookahead (less memory)
+        self._stream.options = {"crf": str(self.crf), "preset": "veryfast"}
 
     def write(self, frame: torch.Tensor | np.ndarray) -> None:
         """Append one frame ``[C,H,W]`` or ``[H,W]`` in [0,1]."""
