@@ -322,3 +322,21 @@ def test_load_errors(model, tmp_path):
     model.vae.save_pretrained(novae / "rgb_vae", safe_serialization=True)
     (novae / "config.json").write_text(json.dumps({**cfg, "vae": "rgb_vae"}))
     assert SpikeGen.from_pretrained(novae).config.vae == "rgb_vae"
+
+
+def test_config_temperature_default_and_uncertainty_needs_noise():
+    import torch
+
+    from spikegen.models import SpikeGen, SpikeGenConfig
+    from spikegen.models.vae import build_vae
+
+    torch.manual_seed(0)
+    m = SpikeGen(SpikeGenConfig.preset("tiny", sample_temperature=0.0, sample_steps=3), vae=build_vae("tiny-f8-d16"))
+    rgb = torch.rand(1, 3, 32, 32)
+    a = m.sample(rgb=rgb, generator=torch.Generator().manual_seed(1))
+    b = m.sample(rgb=rgb, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)  # temperature 0 from the config: deterministic whatever the seed
+    c = m.sample(rgb=rgb, generator=torch.Generator().manual_seed(2), temperature=1.0)
+    assert not torch.equal(a, c)
+    out = m.sample(rgb=rgb, num_samples=3, generator=torch.Generator().manual_seed(3))
+    assert float(out.std.max()) > 0  # several samples fall back to temperature 1

@@ -112,6 +112,7 @@ class SpikeGenConfig:
     sample_steps: int = 100
     sampler: str = "ddim"
     sample_clip_x0: float | None = None  # clamp clean-latent estimates (None = MAR: no clamp)
+    sample_temperature: float = 1.0  # default noise temperature of sample() (0 = deterministic)
 
     PRESETS = ("tiny", "base", "large")
 
@@ -540,7 +541,7 @@ class SpikeGen(nn.Module):
         spikes: torch.Tensor | None = None,
         gamma: float | torch.Tensor = 0.5,
         steps: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         num_samples: int = 1,
         generator: torch.Generator | None = None,
         *,
@@ -555,6 +556,7 @@ class SpikeGen(nn.Module):
         Same arguments as :meth:`sample`.
         """
         steps = self.config.sample_steps if steps is None else int(steps)
+        temperature = self.config.sample_temperature if temperature is None else float(temperature)
         sampler = self.config.sampler if sampler is None else sampler
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -618,7 +620,7 @@ class SpikeGen(nn.Module):
         spikes: torch.Tensor | None = None,
         gamma: float | torch.Tensor = 0.5,
         steps: int | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         num_samples: int = 1,
         generator: torch.Generator | None = None,
         *,
@@ -640,7 +642,9 @@ class SpikeGen(nn.Module):
                 ``spikes`` is missing. At exactly 0 / 1 the other branch is not computed.
             steps: diffusion sampling steps (default ``config.sample_steps``; 100 for the paper
                 presets, 25 for ``tiny``).
-            temperature: noise temperature (1 = model distribution, 0 = deterministic).
+            temperature: noise temperature (1 = model distribution, 0 = deterministic; default
+                ``config.sample_temperature``, 1.0 unless the weights' config says otherwise;
+                with ``num_samples > 1`` a default of 0 becomes 1 so the samples differ).
             num_samples: samples per input; above 1 an uncertainty map is returned too.
             generator: ``torch.Generator`` for reproducible samples.
             sampler: ``"ddim"`` or ``"ddpm"`` (default ``config.sampler``).
@@ -670,6 +674,8 @@ class SpikeGen(nn.Module):
         """
         if num_threads == "auto":
             num_threads = self._auto_threads(rgb, spikes, int(num_samples))
+        if temperature is None and int(num_samples) > 1 and self.config.sample_temperature == 0:
+            temperature = 1.0  # deterministic samples would all be equal: an uncertainty map needs noise
         was_training = self.training
         self.eval()  # sampling never uses dropout
         try:
