@@ -25,8 +25,8 @@ def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: 
     # which made the peak RSS grow with the recording's length (1.4 GB at 20k frames).
     blocks = src.blocks(128, 0, workers=1)
     if method == "tfp":
-        return tfp_stream(blocks, window, centers=centers, scale=scale)
-    return tfi_stream(blocks, v_th=v_th, centers=centers, max_half_window=max(window // 2, 1))
+        return tfp_stream(blocks, window, centers=centers, scale=scale, chunk=16)
+    return tfi_stream(blocks, v_th=v_th, centers=centers, max_half_window=max(window // 2, 1), chunk=16)
 
 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
