@@ -17,7 +17,8 @@ class EMA:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.shadow = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
-        self._param_names = {k for k, _ in model.named_parameters()}
+        # Frozen parameters (e.g. SpikeGen's VAE) are copied like buffers, never averaged.
+        self._param_names = {k for k, p in model.named_parameters() if p.requires_grad}
 
     def decay_at(self, step: int | None) -> float:
         """The decay used after optimiser step ``step`` (1-based): warmed up as
