@@ -345,7 +345,66 @@ def _stat_input(path: PathLike, what: str) -> tuple[Path, int]:
 # --------------------------------------------------------------------------------------------
 
 
-class DatFile:
+class _SpikeReader:
+    """What every spike-file reader shares: length, shape, slicing, block iteration.
+
+    Subclasses set ``path``, ``num_frames``, ``height``, ``width`` and implement
+    :meth:`read_frames` and :meth:`info`.
+    """
+
+    path: Path
+    num_frames: int
+    height: int
+    width: int
+
+    def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(num_frames, height, width)`` of the decoded stream."""
+        return (self.num_frames, self.height, self.width)
+
+    def read(self, start: int = 0, stop: int | None = None, *, workers: int | None = None) -> np.ndarray:
+        """Frames ``start .. stop-1`` as uint8 ``[stop - start, H, W]`` (Python slice rules)."""
+        return self.read_frames(slice(start, stop), workers=workers)
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        """``f[k]`` is frame ``k`` as ``[H, W]``; ``f[a:b:s]`` is ``[t, H, W]``."""
+        if isinstance(key, slice):
+            return self.read_frames(key)
+        return self.read_frames(operator.index(key))[0]
+
+    def blocks(
+        self,
+        block: int,
+        overlap: int = 0,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        workers: int | None = None,
+    ) -> Iterator[SpikeBlock]:
+        """Iterate over frames ``start .. stop-1`` in blocks of at most ``block`` frames.
+
+        Consecutive blocks share ``overlap`` frames (``0 <= overlap < block``); every frame of the
+        range is in at least one block and the last block may be shorter. Only one block is in
+        memory at a time (plus whatever the caller keeps).
+        """
+        s, e, b, ov = _block_range(start, stop, self.num_frames, block, overlap, f"spike file '{self.path}'")
+        for t0, t1 in _block_starts(s, e, b, ov):
+            yield SpikeBlock(t0, self.read_frames(range(t0, t1), workers=workers))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Iterate over single frames ``[H, W]`` (decoded in blocks)."""
+        per_block = max(1, _BLOCK_BYTES // (self.height * self.width))
+        for blk in self.blocks(per_block):
+            yield from blk.spikes
+
+
+class DatFile(_SpikeReader):
     """A PKU ``.dat`` spike file opened for (partial, streaming) reading.
 
     Only the file size is read on construction; frames are read on demand. No file handle is
@@ -422,14 +481,6 @@ class DatFile:
 
     # -- basic properties --------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return self.num_frames
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(num_frames, height, width)`` of the decoded stream."""
-        return (self.num_frames, self.height, self.width)
-
     def __repr__(self) -> str:
         return (
             f"DatFile('{self.path}', frames={self.num_frames}, height={self.height}, "
@@ -452,16 +503,6 @@ class DatFile:
         )
 
     # -- reading -------------------------------------------------------------------------------
-
-    def read(self, start: int = 0, stop: int | None = None, *, workers: int | None = None) -> np.ndarray:
-        """Frames ``start .. stop-1`` as uint8 ``[stop - start, H, W]`` (Python slice rules)."""
-        return self.read_frames(slice(start, stop), workers=workers)
-
-    def __getitem__(self, key: int | slice) -> np.ndarray:
-        """``f[k]`` is frame ``k`` as ``[H, W]``; ``f[a:b:s]`` is ``[t, H, W]``."""
-        if isinstance(key, slice):
-            return self.read_frames(key)
-        return self.read_frames(operator.index(key))[0]
 
     def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
         """Decode the selected frames into a new C-contiguous uint8 ``[t, H, W]`` array.
@@ -506,31 +547,6 @@ class DatFile:
 
         _run_workers(job, nworkers)
         return out
-
-    def blocks(
-        self,
-        block: int,
-        overlap: int = 0,
-        *,
-        start: int = 0,
-        stop: int | None = None,
-        workers: int | None = None,
-    ) -> Iterator[SpikeBlock]:
-        """Iterate over frames ``start .. stop-1`` in blocks of at most ``block`` frames.
-
-        Consecutive blocks share ``overlap`` frames (``0 <= overlap < block``); every frame of the
-        range is in at least one block and the last block may be shorter. Only one block is in
-        memory at a time (plus whatever the caller keeps).
-        """
-        s, e, b, ov = _block_range(start, stop, self.num_frames, block, overlap, f"spike file '{self.path}'")
-        for t0, t1 in _block_starts(s, e, b, ov):
-            yield SpikeBlock(t0, self.read_frames(range(t0, t1), workers=workers))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        """Iterate over single frames ``[H, W]`` (decoded in blocks)."""
-        per_block = max(1, _BLOCK_BYTES // (self.height * self.raw_width))
-        for blk in self.blocks(per_block):
-            yield from blk.spikes
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -1116,7 +1132,7 @@ def save_spikes(
         raise
 
 
-class NpzSpikes:
+class NpzSpikes(_SpikeReader):
     """Spikes from a ``.npz`` / ``.npy`` file, with the same reading interface as :class:`DatFile`.
 
     Packed files (see :func:`save_spikes`) keep the packed bits in memory and unpack frames on
@@ -1259,14 +1275,6 @@ class NpzSpikes:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return self.num_frames
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(num_frames, height, width)``."""
-        return (self.num_frames, self.height, self.width)
-
     def __repr__(self) -> str:
         return (
             f"NpzSpikes('{self.path}', format={self.format}, frames={self.num_frames}, "
@@ -1285,15 +1293,6 @@ class NpzSpikes:
             flip=self.flip,
             meta=dict(self.meta),
         )
-
-    def read(self, start: int = 0, stop: int | None = None, *, workers: int | None = None) -> np.ndarray:
-        """Frames ``start .. stop-1`` as uint8 ``[t, H, W]`` (Python slice rules)."""
-        return self.read_frames(slice(start, stop))
-
-    def __getitem__(self, key: int | slice) -> np.ndarray:
-        if isinstance(key, slice):
-            return self.read_frames(key)
-        return self.read_frames(operator.index(key))[0]
 
     def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
         """Decode the selected frames (see :meth:`DatFile.read_frames`) into a new array."""
@@ -1322,20 +1321,6 @@ class NpzSpikes:
         if self.flip:
             out = out[:, ::-1]
         return np.ascontiguousarray(out)
-
-    def blocks(
-        self,
-        block: int,
-        overlap: int = 0,
-        *,
-        start: int = 0,
-        stop: int | None = None,
-        workers: int | None = None,
-    ) -> Iterator[SpikeBlock]:
-        """Iterate over frames in blocks (see :meth:`DatFile.blocks`)."""
-        s, e, b, ov = _block_range(start, stop, self.num_frames, block, overlap, f"spike file '{self.path}'")
-        for t0, t1 in _block_starts(s, e, b, ov):
-            yield SpikeBlock(t0, self.read_frames(range(t0, t1)))
 
 
 def open_spikes(
