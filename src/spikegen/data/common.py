@@ -242,6 +242,15 @@ class SeededDataset(torch.utils.data.Dataset):
     def sample_seed(self, index: int) -> int:
         return sample_seed(self.seed, self.epoch, index)
 
+    def _set_length(self, length: int | None, natural: int) -> None:
+        """``len(self)``: ``length`` when given (an epoch of that many samples), else ``natural``."""
+        if length is not None and int(length) < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        self.length = int(length) if length is not None else int(natural)
+
+    def __len__(self) -> int:
+        return self.length
+
     def _check_index(self, index: int) -> int:
         n = len(self)
         index = int(index)

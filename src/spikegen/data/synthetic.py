@@ -144,12 +144,7 @@ class SyntheticPairs(SeededDataset):
             excl = f" after exclude={list(self.exclude)}" if self.exclude else ""
             raise SpikeFileError(f"{where}: no image files found{excl} (looked {'recursively ' if recursive else ''}"
                                  f"for {', '.join(IMAGE_SUFFIXES)})")
-        if length is not None and int(length) < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
-        self.length = int(length) if length is not None else len(self.files)
-
-    def __len__(self) -> int:
-        return self.length
+        self._set_length(length, len(self.files))
 
     def __repr__(self) -> str:
         return (f"SyntheticPairs({len(self.files)} images, size={self.size}, spikes={self.spikes!r}, frames={self.frames}, "

@@ -211,12 +211,7 @@ class VideoPairs(SeededDataset):
             longest = max(c.length for c in self.clips)
             raise SpikeFileError(f"{where}: no clip is long enough for a window of n_blur={self.n_blur} at interp={self.interp} "
                                  f"(needs {2 * raw_needed + 1} frames; the longest clip has {longest})")
-        if length is not None and int(length) < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
-        self.length = int(length) if length is not None else len(self.samples)
-
-    def __len__(self) -> int:
-        return self.length
+        self._set_length(length, len(self.samples))
 
     def __repr__(self) -> str:
         return (f"VideoPairs({len(self.clips)} clips, {len(self.samples)} windows, size={self.size}, n_blur={self.n_blur}, "
