@@ -80,6 +80,13 @@ def load_image(path: str | os.PathLike, *, gray: bool = False) -> torch.Tensor:
     return t
 
 
+def stretch(img: torch.Tensor, q: float = 0.995) -> torch.Tensor:
+    """Divide by the ``q`` quantile and clamp to [0, 1]: display normalisation for spike
+    reconstructions of captures whose gain is unknown."""
+    hi = torch.quantile(img.float().flatten(), q).clamp_min(1e-6)
+    return (img.float() / hi).clamp(0, 1)
+
+
 def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
     """``[C,H,W]`` float in [0,1] (tensor or array) -> ``[H,W,C]`` (or ``[H,W]``) uint8."""
     if isinstance(img, torch.Tensor):

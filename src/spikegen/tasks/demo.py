@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikegen.image import stretch
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 DEMO_CLIP = ASSETS / "uhsr_helicopter_64.npz"
 
@@ -43,12 +45,6 @@ def _gray3(x: torch.Tensor) -> torch.Tensor:
     from spikegen.degrade import rgb_to_gray
 
     return rgb_to_gray(x).expand(3, -1, -1) if x.shape[0] == 3 else x.expand(3, -1, -1)
-
-
-def _stretch(img: torch.Tensor, q: float = 0.995) -> torch.Tensor:
-    """Divide by the ``q`` quantile (display normalisation for captures of unknown gain)."""
-    hi = torch.quantile(img.float().flatten(), q).clamp_min(1e-6)
-    return (img.float() / hi).clamp(0, 1)
 
 
 def score(pred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
@@ -128,15 +124,15 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     c = clip.shape[0] // 2
     real_imgs["real: one spike frame"] = clip[c:c + 1].float()
     # A real capture has no known gain: show rates stretched so the 99.5th percentile is white.
-    real_imgs["real: TFP (41 frames)"] = _stretch(tfp(clip, 41, centers=[c]))
-    real_imgs["real: TFI"] = _stretch(tfi(clip, v_th=1.0, centers=[c], max_half_window=20))
+    real_imgs["real: TFP (41 frames)"] = stretch(tfp(clip, 41, centers=[c]))
+    real_imgs["real: TFI"] = stretch(tfi(clip, v_th=1.0, centers=[c], max_half_window=20))
     if model is not None:
         lo = c - 4
         pred = model.sample(rgb=None, spikes=clip[None, lo:lo + 8], gamma=0.5, steps=steps, tfp_rgb=True,
                             generator=torch.Generator().manual_seed(seed))[0].float().cpu()
         # v0 never saw captures this sparse (rate ~0.03): its output is dark, so it is shown
         # stretched like the classic reconstructions
-        real_imgs["real: SpikeGen (TFP & Spike)"] = _stretch(rgb_to_gray(pred))
+        real_imgs["real: SpikeGen (TFP & Spike)"] = stretch(rgb_to_gray(pred))
     from spikegen.metrics import brisque, niqe
 
     for name, img in real_imgs.items():

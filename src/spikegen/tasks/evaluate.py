@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from spikegen.errors import OutputExistsError, SpikeFileError, SpikeGenError
+from spikegen.image import stretch
 
 __all__ = [
     "TASKS",
@@ -156,7 +157,7 @@ def parse_methods(methods: str | Sequence[str] | None, task: str) -> list[Method
     if not names:
         raise SpikeGenError("--methods: empty list")
     allowed = "blurry, tfp, tfi, spikegen-G (G in [0, 1], e.g. spikegen-0.5)" if task == "deblur" else \
-        "tfp, tfi, spikegen (TFP & Spike, g = 1) or spikegen-G (G in [0, 1])"
+        "tfp, tfi, spikegen (TFP & Spike, g = 0.5) or spikegen-G (G in [0, 1])"
     out: list[Method] = []
     for n in names:
         if n in ("tfp", "tfi"):
@@ -613,7 +614,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
             ``window // 2`` frames on each side, SpikeGen takes them (or the model's expected count).
         rate_scale: firing rate -> intensity factor for TFP and TFI (1/0.6 for these files).
         size: optional centre crop (default: the full frame).
-        methods: default ``tfp,tfi,spikegen`` ("TFP & Spike", g = 1).
+        methods: default ``tfp,tfi,spikegen`` ("TFP & Spike", g = 0.5).
         spikegen_frames: SpikeGen gets the centred ``spikegen_frames`` of the window (the paper
             uses 16 on SREDS); default: the model's expected count if its config names one, else
             the whole window.
@@ -712,11 +713,6 @@ def _recon_label(m: Method) -> str:
 SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
 
 
-def _stretch(img: torch.Tensor, q: float = 0.995) -> torch.Tensor:
-    hi = torch.quantile(img.float().flatten(), q).clamp_min(1e-6)
-    return (img.float() / hi).clamp(0, 1)
-
-
 def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, methods: str | Sequence[str] | None = None,
                   window: int = 61, centers: int = 3, rate_scale: float | None = None, limit: int | None = None,
                   weights: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
@@ -791,7 +787,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
                     preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames)
                     continue
-                preds[m.name] = _stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
+                preds[m.name] = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
             for m in ms:
                 p = preds[m.name]
                 rows.append({"image": name, "method": m.name, "niqe": float(niqe(p)), "brisque": float(brisque(p))})
