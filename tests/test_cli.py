@@ -42,6 +42,13 @@ def test_every_command_has_help(cmd, capsys):
     assert code == 0 and "Usage" in out
 
 
+def test_help_shows_documented_defaults(capsys):
+    # Rich reads "[default: x]" inside a help string as a markup tag and drops it silently.
+    code, out, _ = run(["eval", "--help"], capsys)
+    assert code == 0
+    assert "(default: 1,2,4)" in " ".join(out.replace("│", " ").split())
+
+
 def test_info_reports_frames_size_and_rate(dat, capsys):
     code, out, _ = run(["info", dat, "--height", 16, "--width", 24], capsys)
     assert code == 0

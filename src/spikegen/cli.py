@@ -24,8 +24,8 @@ app = typer.Typer(
 )
 
 # Options shared by every command that reads a PKU .dat file.
-Height = Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat file [default: 250]; checked against an .npz.")]
-Width = Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat file [default: 400]; checked against an .npz.")]
+Height = Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat file (default: 250); checked against an .npz.")]
+Width = Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat file (default: 400); checked against an .npz.")]
 RawWidth = Annotated[Optional[int], typer.Option("--raw-width", help="Stored row width when the camera writes extra columns (e.g. 416); they are dropped.")]
 NoFlip = Annotated[bool, typer.Option("--no-flip", help="Do not flip rows (the stored .dat frame is upside down by default).")]
 Partial = Annotated[bool, typer.Option("--drop-partial", help="Read only the whole frames of a .dat whose size is not a whole number of frames.")]
@@ -137,18 +137,18 @@ def deblur(
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.png for an image; OUT.mp4 or a folder of PNGs for a video.")],
     gamma: Annotated[float, typer.Option(help="Modality ratio: 0 = RGB only, 1 = spikes only.")] = 0.5,
     samples: Annotated[int, typer.Option(help="Samples K; K > 1 also writes OUT_mean and OUT_std (uncertainty: 2 x std).")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the sampler.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    frames: Annotated[Optional[int], typer.Option(help="Use the centred N spike frames of each exposure [default: the model's expected count, else all].")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Use the centred N spike frames of each exposure (default: the model's expected count, else all).")] = None,
     resize_spikes: Annotated[bool, typer.Option("--resize-spikes", help="Resize spikes of another size to the RGB size (nearest neighbour).")] = False,
     tfp: Annotated[bool, typer.Option("--tfp", help="Also write OUT_tfp: the classic TFP of the same spikes (rate x V_th / gain).")] = False,
     vth: Annotated[float, typer.Option("--vth", help="The sensor's threshold V_th (for --tfp).")] = 1.0,
-    gain: Annotated[Optional[float], typer.Option(help="The sensor's gain (for --tfp) [default: 0.6].")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Frame rate of an MP4 output [default: 30].")] = None,
+    gain: Annotated[Optional[float], typer.Option(help="The sensor's gain (for --tfp) (default: 0.6).")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate of an MP4 output (default: 30).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat spike file [default: the RGB height].")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat spike file [default: the RGB width].")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat spike file (default: the RGB height).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat spike file (default: the RGB width).")] = None,
     raw_width: RawWidth = None,
     no_flip: NoFlip = False,
     drop_partial: Partial = False,
@@ -179,24 +179,24 @@ def eval_(
     task: Annotated[str, typer.Argument(help="deblur (GOPRO-style), reconstruct (STIR-style, .dat + GT) or real (no-reference).")],
     data: Annotated[Path, typer.Option("--data", help="deblur: an image folder (or video folder with --source video); reconstruct: spike/*.dat + gt/*.png; real: spike files.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: results.json/.csv/.md, report.html, images/.")],
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real [default: all of the task's].")] = None,
-    vth: Annotated[Optional[str], typer.Option("--vth", help="deblur: spike thresholds V_th, comma-separated [default: 1,2,4].")] = None,
-    size: Annotated[Optional[int], typer.Option(help="deblur: centre-crop size [default: 256]; reconstruct: optional centre crop.")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real (default: all of the task's).")] = None,
+    vth: Annotated[Optional[str], typer.Option("--vth", help="deblur: spike thresholds V_th, comma-separated (default: 1,2,4).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="deblur: centre-crop size (default: 256); reconstruct: optional centre crop.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N items (sorted).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
     seed: Annotated[int, typer.Option(help="Base random seed (per-image seeds derive from it).")] = 0,
-    gain: Annotated[Optional[float], typer.Option(help="deblur: integrate-and-fire gain [default: 0.6, as the training data].")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="deblur: spike frames per sample [default: 8].")] = None,
-    source: Annotated[Optional[str], typer.Option(help="deblur: images, video or auto [default: auto = video when the folder holds video files].")] = None,
-    n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="deblur --source video: frames averaged per blurry frame, odd [default: 7].")] = None,
-    interp: Annotated[Optional[int], typer.Option(help="deblur --source video: linear frame interpolation factor [default: 1].")] = None,
-    rate_scale: Annotated[Optional[float], typer.Option("--rate-scale", help="reconstruct/real: firing rate -> intensity for TFP/TFI [default: 1/0.6 for reconstruct; real: stretch to the 99.5th percentile].")] = None,
-    window: Annotated[Optional[int], typer.Option(help="reconstruct/real: spike frames per reconstruction [default: 61].")] = None,
-    spikegen_frames: Annotated[Optional[int], typer.Option("--spikegen-frames", help="reconstruct/real: SpikeGen gets the centred N frames of the window [default: the model's expected count, else all].")] = None,
-    centers: Annotated[Optional[int], typer.Option(help="real: reconstructions per file, evenly spaced [default: 3].")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="real: frame height of .dat files [default: 250].")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="real: frame width of .dat files [default: 400].")] = None,
+    gain: Annotated[Optional[float], typer.Option(help="deblur: integrate-and-fire gain (default: 0.6, as the training data).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="deblur: spike frames per sample (default: 8).")] = None,
+    source: Annotated[Optional[str], typer.Option(help="deblur: images, video or auto (default: auto = video when the folder holds video files).")] = None,
+    n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="deblur --source video: frames averaged per blurry frame, odd (default: 7).")] = None,
+    interp: Annotated[Optional[int], typer.Option(help="deblur --source video: linear frame interpolation factor (default: 1).")] = None,
+    rate_scale: Annotated[Optional[float], typer.Option("--rate-scale", help="reconstruct/real: firing rate -> intensity for TFP/TFI (default: 1/0.6 for reconstruct; real: stretch to the 99.5th percentile).")] = None,
+    window: Annotated[Optional[int], typer.Option(help="reconstruct/real: spike frames per reconstruction (default: 61).")] = None,
+    spikegen_frames: Annotated[Optional[int], typer.Option("--spikegen-frames", help="reconstruct/real: SpikeGen gets the centred N frames of the window (default: the model's expected count, else all).")] = None,
+    centers: Annotated[Optional[int], typer.Option(help="real: reconstructions per file, evenly spaced (default: 3).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="real: frame height of .dat files (default: 250).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="real: frame width of .dat files (default: 400).")] = None,
     report_images: Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")] = 3,
     overwrite: Overwrite = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -301,10 +301,10 @@ def nvs_restore(
     method: Annotated[str, typer.Option(help="spikegen, tfp or tfi.")] = "spikegen",
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights).")] = None,
     gamma: Annotated[float, typer.Option(help="SpikeGen modality ratio: 0 = RGB only, 1 = spikes only.")] = 0.5,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps [default: the model's; 25 for tiny].")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
     batch: Annotated[int, typer.Option(help="Views per SpikeGen call.")] = 4,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
-    device: Annotated[Optional[str], typer.Option(help="Device for SpikeGen [default: cuda if available, else cpu].")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Device for SpikeGen (default: cuda if available, else cpu).")] = None,
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -321,7 +321,7 @@ def nvs_restore(
 @nvs_app.command("train")
 def nvs_train(
     scene: Annotated[Path, typer.Argument(help="A Blender scene, e.g. the output of `spikegen nvs restore`.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run folder [default: SCENE/3dgs].")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Run folder (default: SCENE/3dgs).")] = None,
     iterations: Annotated[int, typer.Option(help="Training iterations.")] = 30000,
     ssim_weight: Annotated[float, typer.Option("--ssim-weight", help="Weight of (1 - SSIM) in the loss.")] = 0.2,
     resolution: Annotated[Optional[int], typer.Option(help="Train at this longer image side (intrinsics scaled).")] = None,
@@ -344,11 +344,11 @@ def nvs_train(
 @nvs_app.command("eval")
 def nvs_eval(
     run: Annotated[Path, typer.Argument(help="A `spikegen nvs train` run folder, or a folder of renders named like the views (r_0.png).")],
-    scene: Annotated[Optional[Path], typer.Option(help="Scene holding the ground truth [default: the run's].")] = None,
+    scene: Annotated[Optional[Path], typer.Option(help="Scene holding the ground truth (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="Which transforms_{split}.json to score.")] = "test",
-    renders: Annotated[Optional[Path], typer.Option(help="Renders folder [default: RUN/renders, else RUN].")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Metrics JSON [default: RUN/metrics.json].")] = None,
-    background: Annotated[Optional[str], typer.Option(help="Background of RGBA ground truth [default: the run's, else white].")] = None,
+    renders: Annotated[Optional[Path], typer.Option(help="Renders folder (default: RUN/renders, else RUN).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Metrics JSON (default: RUN/metrics.json).")] = None,
+    background: Annotated[Optional[str], typer.Option(help="Background of RGBA ground truth (default: the run's, else white).")] = None,
     no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
     overwrite: Overwrite = False,
 ) -> None:
