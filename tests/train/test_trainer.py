@@ -195,3 +195,29 @@ def test_log_csv_keeps_columns_aligned_when_terms_change(tmp_path):
     assert [r["loss"] for r in rows] == ["0.5", "0.4", "0.3"]
     assert [r["lpips"] for r in rows] == ["0.1", "", ""]
     assert [r["align"] for r in rows] == ["", "", "0.2"]
+
+
+def test_vae_decoder_only_keeps_the_latent_space(image_dir, tmp_path):
+    # train.decoder_only: the decoder learns, the encoder, quant_conv and the stored latent
+    # scale stay bit-identical, so a SpikeGen trained on the starting VAE stays valid.
+    from safetensors.torch import load_file
+
+    from spikegen.models.vae import build_vae, load_vae
+
+    start = tmp_path / "start"
+    vae = build_vae("tiny-f8-d16", scaling_factor=0.7)
+    vae.save_pretrained(str(start), safe_serialization=True)
+    run = tmp_path / "run"
+    cfg = load_config(None, [
+        "stage=vae", f"model.init={start}", f"data.root={image_dir}", "data.size=32", "data.blur=false",
+        "train.decoder_only=true", "train.batch_size=2", "train.steps=3", "train.lr=1e-3", "train.ema=0",
+        f"log.dir={run}", "log.every=1", "log.checkpoint_every=100", "train.mixed_precision=no",
+    ])
+    Trainer(cfg, progress=False).fit()
+    a = load_file(start / "diffusion_pytorch_model.safetensors")
+    b = load_file(run / "final" / "diffusion_pytorch_model.safetensors")
+    fixed = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    moved = [k for k in a if k.startswith("decoder.") and not torch.equal(a[k], b[k])]
+    assert fixed and all(torch.equal(a[k], b[k]) for k in fixed)
+    assert len(moved) > 10
+    assert load_vae(run / "final").config.scaling_factor == pytest.approx(0.7)

@@ -79,7 +79,9 @@ class VaeTrainModule(nn.Module):
 
         x = batch["clean"]
         x, (h, w) = pad_to_multiple(x, 8)
-        post = self.vae.encode(x * 2 - 1).latent_dist
+        frozen = not self.vae.encoder.conv_in.weight.requires_grad  # decoder-only training
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            post = self.vae.encode(x * 2 - 1).latent_dist
         rec = self.vae.decode(post.sample()).sample
         rec01 = ((rec + 1) * 0.5)[..., :h, :w]
         x01 = x[..., :h, :w]
@@ -168,8 +170,11 @@ class VaeStage(Stage):
         except (KeyError, ValueError, SpikeGenError):
             vae = load_vae(src)
         vae.train()
-        for p in vae.parameters():
-            p.requires_grad_(True)
+        self.decoder_only = bool(self.cfg["train"].get("decoder_only", False))
+        for name, p in vae.named_parameters():
+            # decoder_only: the encoder (and its quant_conv) stays fixed, so the latent space
+            # and the latent scale do not move and a SpikeGen trained on this VAE stays valid.
+            p.requires_grad_(not (self.decoder_only and name.startswith(("encoder.", "quant_conv."))))
         losses = self.cfg["train"].get("losses", {})
         return VaeTrainModule(vae, kl_weight=float(losses.get("kl", 1e-6)), lpips_weight=float(losses.get("lpips", 0.0)))
 
@@ -184,6 +189,10 @@ class VaeStage(Stage):
         from spikegen.models.vae import estimate_latent_scale, set_latent_scale
 
         vae = module.vae.eval()
+        out.mkdir(parents=True, exist_ok=True)
+        if getattr(self, "decoder_only", False):
+            vae.save_pretrained(str(out), safe_serialization=True)  # latent scale unchanged
+            return
         ds = self.build_dataset()
         n = min(len(ds), int(self.cfg["train"].get("scale_images", 64)))
         if hasattr(ds, "set_epoch"):
