@@ -221,3 +221,42 @@ def test_vae_decoder_only_keeps_the_latent_space(image_dir, tmp_path):
     assert fixed and all(torch.equal(a[k], b[k]) for k in fixed)
     assert len(moved) > 10
     assert load_vae(run / "final").config.scaling_factor == pytest.approx(0.7)
+
+
+class _EpochEcho(torch.utils.data.Dataset):
+    """Returns (epoch, index): shows which epoch the worker selected for each sample."""
+
+    epoch = 0
+
+    def __len__(self):
+        return 5
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __getitem__(self, i):
+        return torch.tensor([self.epoch, i])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_data_stream_crosses_epochs_and_resumes_in_place(workers):
+    # One long-lived loader serves every epoch: the worker must still see each batch's epoch,
+    # and a stream restarted from a saved (epoch, position) continues with the same batches.
+    from spikegen.train.trainer import DataStream, epoch_batches
+
+    def stream(**kw):
+        return DataStream(_EpochEcho(), batch=2, world=1, rank=0, seed=3, num_workers=workers,
+                          collate_fn=torch.stack, **kw)
+
+    want = [(e, b) for e in range(4) for b in epoch_batches(5, 2, 1, 0, 3, e)]  # 2 batches / epoch
+    s = stream()
+    got = [next(s) for _ in range(8)]
+    assert [(int(x[0, 0]), x[:, 1].tolist()) for x in got] == want
+    assert all((x[:, 0] == x[0, 0]).all() for x in got)
+    s = stream()
+    for _ in range(3):
+        next(s)
+    state = s.state()
+    assert state == {"epoch": 1, "position": 1}
+    r = stream(**state)
+    assert torch.equal(next(r), got[3]) and torch.equal(next(r), got[4])

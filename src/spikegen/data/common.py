@@ -223,7 +223,8 @@ class SeededDataset(torch.utils.data.Dataset):
     Call :meth:`set_epoch` before iterating each epoch (as with ``DistributedSampler``), so
     the random choices (crop, flip, blur kernel, V_th, spikes) change from epoch to epoch but
     stay reproducible. With ``DataLoader(persistent_workers=True)`` the workers keep the epoch
-    they were started with: use non-persistent workers (the default), or rebuild the loader.
+    they were started with: use non-persistent workers (the default), rebuild the loader, or
+    pass the epoch with each index as the trainer does (``spikegen.train.trainer.DataStream``).
     """
 
     seed: int = 0

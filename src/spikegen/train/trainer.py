@@ -49,8 +49,46 @@ def epoch_batches(n: int, batch: int, world: int, rank: int, seed: int, epoch: i
     return [perm[b * gb + rank * batch: b * gb + (rank + 1) * batch].tolist() for b in range(nb)]
 
 
+class _EpochIndexed(Dataset):
+    """A dataset whose indices are ``(epoch, index)``: the epoch is selected where the sample is
+    made (in the loader worker), so one long-lived loader can run through many epochs."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self._epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self._epoch = epoch
+        return self.dataset[index]
+
+
+class _EpochBatches:
+    """Endless ``(epoch, index)`` batches from epoch ``epoch``, batch ``position`` on."""
+
+    def __init__(self, n: int, batch: int, world: int, rank: int, seed: int, epoch: int, position: int):
+        self.args, self.epoch, self.position = (n, batch, world, rank, seed), epoch, position
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        n, batch, world, rank, seed = self.args
+        epoch, position = self.epoch, self.position
+        while True:
+            for b in epoch_batches(n, batch, world, rank, seed, epoch)[position:]:
+                yield [(epoch, i) for i in b]
+            epoch, position = epoch + 1, 0
+
+
 class DataStream:
-    """Endless batches from a map-style dataset, resumable at ``(epoch, batch)``."""
+    """Endless batches from a map-style dataset, resumable at ``(epoch, batch)``.
+
+    One ``DataLoader`` serves every epoch (its workers start once, not once per epoch): each
+    index carries its epoch, which the worker selects before making the sample.
+    """
 
     def __init__(self, dataset: Dataset, *, batch: int, world: int, rank: int, seed: int,
                  num_workers: int, collate_fn, epoch: int = 0, position: int = 0):
@@ -58,29 +96,25 @@ class DataStream:
         self.seed, self.num_workers, self.collate_fn = seed, num_workers, collate_fn
         self.epoch, self.position = epoch, position
         self._it: Iterator | None = None
+        self._n = len(epoch_batches(len(dataset), batch, world, rank, seed, 0))  # batches per epoch
 
-    def _start_epoch(self) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(self.epoch)
-        batches = epoch_batches(len(self.dataset), self.batch, self.world, self.rank, self.seed, self.epoch)
-        self._n = len(batches)
+    def _start(self) -> None:
         loader = DataLoader(
-            self.dataset, batch_sampler=batches[self.position:], num_workers=self.num_workers,
-            collate_fn=self.collate_fn, persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.seed + self.epoch),
+            _EpochIndexed(self.dataset),
+            batch_sampler=_EpochBatches(len(self.dataset), self.batch, self.world, self.rank, self.seed,
+                                        self.epoch, self.position),
+            num_workers=self.num_workers, collate_fn=self.collate_fn,
+            generator=torch.Generator().manual_seed(self.seed),
         )
         self._it = iter(loader)
 
     def __next__(self) -> Any:
         if self._it is None:
-            self._start_epoch()
-        try:
-            item = next(self._it)
-        except StopIteration:
-            self.epoch, self.position = self.epoch + 1, 0
-            self._start_epoch()
-            item = next(self._it)
+            self._start()
+        item = next(self._it)
         self.position += 1
+        if self.position == self._n:
+            self.epoch, self.position = self.epoch + 1, 0
         return item
 
     def state(self) -> dict:
