@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spikegen.errors import SpikeGenError
+from spikegen.errors import OutputExistsError, SpikeGenError
 
 app = typer.Typer(
     name="spikegen",
@@ -246,6 +246,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from the run's latest checkpoint.")] = False,
     resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue from this checkpoint or run folder.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs still go to log.csv).")] = False,
+    export: Annotated[Optional[Path], typer.Option("--export", help="With --resume/--resume-from: write that checkpoint's (EMA) weights to this folder and stop, without training.")] = None,
 ) -> None:
     """Train the VAE, pretrain SpikeGen, or fine-tune it. Extra KEY=VALUE arguments override the config.
 
@@ -253,8 +254,16 @@ def train(
     """
     from spikegen.train import Trainer, load_config
 
+    if export is not None and not (resume or resume_from):
+        raise SpikeGenError("--export needs --resume or --resume-from: it exports a checkpoint")
+    if export is not None and export.exists() and any(export.iterdir()):
+        raise OutputExistsError(f"{export} exists and is not empty")
     cfg = load_config(config, list(ctx.args) + [f"stage={stage}"])
     trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress)
+    if export is not None:
+        out = trainer.export(export)
+        typer.echo(f"exported step {trainer.step} to {out}")
+        return
     last = trainer.fit()
     if trainer.is_main:
         typer.echo(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out / 'final'}")

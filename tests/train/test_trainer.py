@@ -260,3 +260,30 @@ def test_data_stream_crosses_epochs_and_resumes_in_place(workers):
     assert state == {"epoch": 1, "position": 1}
     r = stream(**state)
     assert torch.equal(next(r), got[3]) and torch.equal(next(r), got[4])
+
+
+def test_export_writes_a_checkpoints_ema_weights_without_training(image_dir, one_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    from spikegen.models import SpikeGen
+
+    out = tmp_path / "exported"
+    args = _overrides(image_dir, one_checkpoint, 4) + ["--resume-from", str(one_checkpoint)]
+    p = _cli(args + ["--export", str(out)])
+    text, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, text
+    assert "exported step 2" in text
+    assert _losses(one_checkpoint).keys() == {1, 2}  # nothing was trained
+    model = SpikeGen.from_pretrained(out)
+    ema = load_file(one_checkpoint / "checkpoints" / "step-00000002" / "ema.safetensors")
+    sd = model.state_dict()
+    ema = {k.removeprefix("model."): v for k, v in ema.items()}
+    trained = [k for k in ema if not k.startswith("vae.")]
+    assert len(trained) > 10 and set(trained) <= set(sd)
+    assert all(torch.equal(sd[k], ema[k]) for k in trained)
+    raw = load_file(one_checkpoint / "checkpoints" / "step-00000002" / "model.safetensors")
+    raw = {k.removeprefix("model."): v for k, v in raw.items()}
+    assert any(not torch.equal(raw[k], ema[k]) for k in trained)  # the EMA, not the raw weights
+    p = _cli(args[:-2] + ["--export", str(tmp_path / "x")])  # no checkpoint given: refused
+    text, _ = p.communicate(timeout=300)
+    assert p.returncode == 2 and "--export needs --resume" in text

@@ -322,6 +322,15 @@ class Trainer:
             bar.close()
         if writer is not None:
             writer.close()
+        self.export()
+        return last
+
+    def export(self, out: str | os.PathLike | None = None) -> Path:
+        """Write the weights (the EMA average when the run keeps one) as a weights folder:
+        a diffusers VAE folder or a SpikeGen ``save_pretrained`` folder. Default ``out``:
+        ``<log.dir>/final``. After ``Trainer(cfg, resume=...)`` this exports a checkpoint
+        mid-run without training."""
+        out = self.out / "final" if out is None else Path(out)
         self.acc.wait_for_everyone()
         if self.is_main:
             final = self.unwrapped
@@ -330,9 +339,9 @@ class Trainer:
 
                 final = copy.deepcopy(self.unwrapped)
                 self.ema.copy_to(final)
-            self.stage.export(final, self.out / "final")
+            self.stage.export(final, out)
         self.acc.wait_for_everyone()
-        return last
+        return out
 
     def _log_csv(self, path: Path, row: dict) -> None:
         """Append a row; when its columns differ from the file's header (e.g. a loss term was
