@@ -103,24 +103,47 @@ class SpikeGenTrainModule(nn.Module):
     """Pretraining / fine-tuning of SpikeGen on ``{clean, blurry, spikes}`` batches."""
 
     def __init__(self, model: nn.Module, *, align_weight: float = 0.0, pixel_weight: float = 0.0,
-                 align_sigma: float = 1.0, align_gamma: float = 1.0, rgb_key: str = "blurry"):
+                 align_sigma: float = 1.0, align_gamma: float = 1.0, rgb_key: str = "blurry",
+                 tfp_fraction: float = 0.0):
         super().__init__()
+        if not 0.0 <= tfp_fraction <= 1.0:
+            raise SpikeGenError(f"train.tfp_fraction must lie in [0, 1], got {tfp_fraction}")
         self.model = model
         self.align_weight, self.pixel_weight = align_weight, pixel_weight
         self.align_sigma, self.align_gamma = align_sigma, align_gamma
         self.rgb_key = rgb_key
+        self.tfp_fraction = tfp_fraction
+
+    def _tfp_samples(self, rgb: torch.Tensor, spikes: torch.Tensor, clean: torch.Tensor):
+        """"TFP & Spike" samples (dense frame reconstruction): the first
+        ``round(tfp_fraction * B)`` samples of the (shuffled) batch get the spikes' TFP
+        pseudo-frame as their RGB input (mean over T x ``config.tfp_scale``, as
+        ``sample(tfp_rgb=True)`` makes it) and the gray clean image as their target."""
+        k = int(round(self.tfp_fraction * rgb.shape[0]))
+        if k == 0:
+            return rgb, clean
+        from spikegen.degrade import rgb_to_gray
+
+        s = spikes[:k].float()
+        rate = s.mean(dim=1, keepdim=True) if s.ndim == 4 else s.mean(dim=2)  # [k,1,H,W]
+        tfp = (rate * self.model.config.tfp_scale).clamp(0.0, 1.0).expand(-1, 3, -1, -1).to(rgb.dtype)
+        rgb = torch.cat([tfp, rgb[k:]])
+        clean = torch.cat([rgb_to_gray(clean[:k].float()).expand(-1, 3, -1, -1).to(clean.dtype), clean[k:]])
+        return rgb, clean
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        rgb = batch.get(self.rgb_key)
+        rgb, clean = batch.get(self.rgb_key), batch["clean"]
+        if self.tfp_fraction > 0 and rgb is not None:
+            rgb, clean = self._tfp_samples(rgb, batch["spikes"], clean)
         need = self.align_weight > 0 or self.pixel_weight > 0
-        out = self.model(rgb=rgb, spikes=batch["spikes"], target=batch["clean"], return_latents=need)
+        out = self.model(rgb=rgb, spikes=batch["spikes"], target=clean, return_latents=need)
         if not need:
             return out
         from spikegen.degrade import color_fade
         from spikegen.models.vae import decode_latents
         from spikegen.train.losses import pixel_loss, spike_alignment_loss
 
-        h, w = batch["clean"].shape[-2:]
+        h, w = clean.shape[-2:]
         pred = decode_latents(self.model.vae, out.pop("pred_latent"), size=(h, w), clamp=False).clamp(0, 1)
         g = out.pop("gamma")
         out.pop("target_latent", None)
@@ -130,7 +153,7 @@ class SpikeGenTrainModule(nn.Module):
             loss = loss + self.align_weight * a
             out["align"] = a.detach()
         if self.pixel_weight > 0:
-            p = pixel_loss(pred, color_fade(batch["clean"].float(), g.to(pred.device).float()))
+            p = pixel_loss(pred, color_fade(clean.float(), g.to(pred.device).float()))
             loss = loss + self.pixel_weight * p
             out["pixel"] = p.detach()
         out["loss"] = loss
@@ -230,6 +253,7 @@ class SpikeGenStage(Stage):
             pixel_weight=float(losses.get("pixel", 0.0)),
             align_sigma=float(losses.get("align_sigma", 1.0)),
             align_gamma=float(losses.get("align_gamma", 1.0)),
+            tfp_fraction=float(self.cfg["train"].get("tfp_fraction", 0.0)),
         )
 
     def preview(self, module: SpikeGenTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:

@@ -1,0 +1,44 @@
+"""Training modules: the "TFP & Spike" samples of fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikegen.errors import SpikeGenError
+from spikegen.models import SpikeGen, SpikeGenConfig
+from spikegen.models.vae import build_vae
+from spikegen.train.stages import SpikeGenTrainModule
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SpikeGen(SpikeGenConfig.preset("tiny", tfp_scale=2.0), vae=build_vae("tiny-f8-d16"))
+
+
+def test_tfp_samples_replace_rgb_and_target_of_the_first_quarter(model):
+    m = SpikeGenTrainModule(model, tfp_fraction=0.25)
+    g = torch.Generator().manual_seed(0)
+    rgb, clean = torch.rand(4, 3, 16, 16, generator=g), torch.rand(4, 3, 16, 16, generator=g)
+    spikes = (torch.rand(4, 8, 16, 16, generator=g) < 0.3).to(torch.uint8)
+    new_rgb, new_clean = m._tfp_samples(rgb, spikes, clean)
+    tfp = (spikes[0].float().mean(0) * 2.0).clamp(0, 1)
+    gray = 0.2989 * clean[0, 0] + 0.5870 * clean[0, 1] + 0.1140 * clean[0, 2]
+    for c in range(3):
+        assert torch.allclose(new_rgb[0, c], tfp) and torch.allclose(new_clean[0, c], gray, atol=1e-6)
+    assert torch.equal(new_rgb[1:], rgb[1:]) and torch.equal(new_clean[1:], clean[1:])
+    # what sample(tfp_rgb=True) feeds the model is the same pseudo-frame
+    ref, *_ = model._inputs(None, spikes[:1], True)
+    assert torch.allclose(ref[0], new_rgb[0])
+
+
+def test_tfp_fraction_runs_a_finetune_step_and_is_checked(model):
+    m = SpikeGenTrainModule(model, tfp_fraction=0.5, pixel_weight=0.5)
+    g = torch.Generator().manual_seed(1)
+    batch = {"blurry": torch.rand(2, 3, 32, 32, generator=g), "clean": torch.rand(2, 3, 32, 32, generator=g),
+             "spikes": (torch.rand(2, 8, 32, 32, generator=g) < 0.3).to(torch.uint8)}
+    out = m(batch)
+    assert torch.isfinite(out["loss"]) and "pixel" in out
+    with pytest.raises(SpikeGenError, match="tfp_fraction"):
+        SpikeGenTrainModule(model, tfp_fraction=1.5)
