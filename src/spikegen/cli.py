@@ -259,7 +259,7 @@ def train(
     if export is not None and export.exists() and any(export.iterdir()):
         raise OutputExistsError(f"{export} exists and is not empty")
     cfg = load_config(config, list(ctx.args) + [f"stage={stage}"])
-    trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress)
+    trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress, export_only=export is not None)
     if export is not None:
         out = trainer.export(export)
         typer.echo(f"exported step {trainer.step} to {out}")

@@ -139,7 +139,8 @@ class Trainer:
         >>> Trainer(load_config("configs/tiny_pretrain.yaml", ["train.steps=10"])).fit()
     """
 
-    def __init__(self, cfg: dict, *, resume: str | os.PathLike | bool | None = None, progress: bool = True):
+    def __init__(self, cfg: dict, *, resume: str | os.PathLike | bool | None = None, progress: bool = True,
+                 export_only: bool = False):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
@@ -160,6 +161,9 @@ class Trainer:
         self.out = Path(cfg["log"]["dir"])
         self.ckpt_root = self.out / "checkpoints"
         self.progress = progress
+        # export_only: read a checkpoint to export it; never touch the run folder (which may
+        # belong to a run still training), so its log is not truncated to the checkpoint.
+        self.export_only = export_only
 
         seed = int(cfg.get("seed", 0))
         torch.manual_seed(seed)  # identical initial weights on every rank
@@ -220,7 +224,7 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         ckpt_io.set_rng_state(*ck["rng"])
         self.step = int(st["step"])
-        if self.is_main:
+        if self.is_main and not self.export_only:
             self._truncate_log(self.out / "log.csv")
             print(f"resumed from {ck['dir']} at step {self.step}")
         return st["data"]
