@@ -180,7 +180,7 @@ def test_eval_reconstruct_rate_scale_and_window(tmp_path):
     assert abs(float(img.mean()) - 0.5) < 0.03  # rate 0.5 x 1.0 (10 or 11 of 21 frames)
 
 
-def test_eval_reconstruct_spikegen_gets_tfp_and_spike_on_the_centred_frames(tmp_path, monkeypatch):
+def test_eval_reconstruct_spikegen_gets_the_tfp_row_and_the_centred_frames(tmp_path, monkeypatch):
     import spikegen.tasks.reconstruct
     from types import SimpleNamespace
 
@@ -191,7 +191,8 @@ def test_eval_reconstruct_spikegen_gets_tfp_and_spike_on_the_centred_frames(tmp_
         device = torch.device("cpu")
 
         def sample(self, rgb=None, spikes=None, gamma=0.5, steps=None, generator=None, tfp_rgb=None, **kw):
-            calls.append({"rgb": rgb, "shape": tuple(spikes.shape), "gamma": gamma, "tfp_rgb": tfp_rgb,
+            calls.append({"rgb": (tuple(rgb.shape), round(rgb.min().item(), 4), round(rgb.max().item(), 4)),
+                          "shape": tuple(spikes.shape), "gamma": gamma, "tfp_rgb": tfp_rgb,
                           "first": spikes[0, 0, 0, 0].item(), "last": spikes[0, -1, 0, 0].item()})
             return spikes.float().mean(1, keepdim=True).expand(-1, 3, -1, -1)
 
@@ -204,7 +205,10 @@ def test_eval_reconstruct_spikegen_gets_tfp_and_spike_on_the_centred_frames(tmp_
     save_image(root / "gt" / "x_key_id31.png", torch.ones(1, 32, 32))
     res = evaluate_reconstruct(root, tmp_path / "e", methods="spikegen", spikegen_frames=16, weights=tmp_path,
                                progress=False)
-    assert calls == [{"rgb": None, "shape": (1, 16, 32, 32), "gamma": 0.5, "tfp_rgb": True, "first": 1, "last": 1}]
+    # the RGB branch gets exactly the TFP row's image: the 61-frame mean x rate_scale (1/0.6)
+    tfp_row = round(16 / 61 / 0.6, 4)
+    assert calls == [{"rgb": ((1, 3, 32, 32), tfp_row, tfp_row), "shape": (1, 16, 32, 32), "gamma": 0.5,
+                      "tfp_rgb": None, "first": 1, "last": 1}]
     assert math.isinf(res["per_image"][0]["psnr"])  # the fake's output is all ones, like the GT
 
 

@@ -592,10 +592,18 @@ def _model_frames(model, spikes: torch.Tensor, n: int | None = None) -> torch.Te
 
 
 def _spikegen_gray(model, spikes: torch.Tensor, gamma: float, steps: int | None, gen: torch.Generator,
-                   frames: int | None = None) -> torch.Tensor:
-    """SpikeGen "TFP & Spike" on ``[T,H,W]`` spikes -> gray ``[1,H,W]`` on the CPU."""
+                   frames: int | None = None, pseudo: torch.Tensor | None = None) -> torch.Tensor:
+    """SpikeGen "TFP & Spike" on ``[T,H,W]`` spikes -> gray ``[1,H,W]`` on the CPU.
+
+    ``pseudo`` (``[1,H,W]`` in [0, 1]): the pseudo-frame for the RGB branch — the evaluations
+    pass the TFP row's own image (its window and its intensity scale), so SpikeGen starts from
+    exactly what the TFP row shows; ``None``: the model's ``tfp_rgb`` over its own frames."""
     s = _model_frames(model, spikes, frames)
-    out = model.sample(rgb=None, spikes=s[None].to(model.device), gamma=gamma, steps=steps, generator=gen, tfp_rgb=True)
+    if pseudo is None:
+        out = model.sample(rgb=None, spikes=s[None].to(model.device), gamma=gamma, steps=steps, generator=gen, tfp_rgb=True)
+    else:
+        rgb = pseudo.float().clamp(0, 1).reshape(1, 1, *pseudo.shape[-2:]).expand(1, 3, -1, -1).to(model.device)
+        out = model.sample(rgb=rgb, spikes=s[None].to(model.device), gamma=gamma, steps=steps, generator=gen)
     return _gray(out[0].float().cpu()).clamp(0, 1)
 
 
@@ -668,7 +676,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
                                  * rate_scale).clamp(0, 1)
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
-                preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames)
+                pseudo = tfp(spikes, w, centers=[c], scale=rate_scale)[0][None]
+                preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
             rows.append({"image": name, "method": m.name, **reconstruct_scores(preds[m.name], gt)})
         if i < report_images:
             stem = f"{i:03d}_{_safe(name)}"
@@ -689,7 +698,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         "protocol": {"layout": "spike/*.dat + gt/*.png (Spk2ImgNet); GT frame from *_key_idN (1-based), else the middle",
                      "window": w, "rate_scale": float(rate_scale), "crop": size or "none (full frame)",
                      "tfp": f"mean of the {w} frames x rate_scale", "tfi": f"TFI (V_th 1, +-{max(w // 2, 1)} frames) x rate_scale",
-                     "spikegen": "TFP & Spike: model.sample(rgb=None, spikes=window, gamma=G, tfp_rgb=True), gray",
+                     "spikegen": "TFP & Spike: model.sample(rgb=the TFP row's image, spikes=centre frames of the window, gamma=G), gray",
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
         "methods": [m.name for m in ms], "skipped": skipped,
@@ -785,7 +794,9 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     x = tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None]
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
-                    preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames)
+                    x = tfp(spikes, w, centers=[cc], scale=1.0)[0][None]
+                    pseudo = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
+                    preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
                     continue
                 preds[m.name] = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
             for m in ms:
