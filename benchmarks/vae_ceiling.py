@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from spikegen.degrade import rgb_to_gray
-from spikegen.image import load_image
+from spikegen.image import list_images, load_image
 from spikegen.metrics import psnr
 from spikegen.models.vae import decode_latents, encode_images, load_vae
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(shared / "data" / "images" / "mcmaster18"))
     ap.add_argument("--size", type=int, default=256, help="centre crop size")
     args = ap.parse_args()
-    files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+    files = list_images(args.data)
     if not files:
         raise SystemExit(f"no images in {args.data}")
     crops = []

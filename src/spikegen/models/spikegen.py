@@ -382,6 +382,19 @@ class SpikeGen(nn.Module):
         return decode_latents(self.vae, latents, size=size)
 
     # ------------------------------------------------------------------------ input handling
+    def tfp_frame(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The "TFP & Spike" pseudo-frame: the mean spike rate over the whole window x
+        ``config.tfp_scale``, clamped to [0, 1], as 3 channels.
+
+        Args:
+            spikes: ``[B, T, H, W]`` or ``[B, 1, T, H, W]`` (or ``[T, H, W]``) binary spikes.
+
+        Returns:
+            ``[B, 3, H, W]`` float32.
+        """
+        rate = _as_spikes(spikes).mean(dim=2, dtype=torch.float32)  # [B,1,H,W]
+        return (rate * self.config.tfp_scale).clamp(0.0, 1.0).expand(-1, 3, -1, -1)
+
     def _inputs(self, rgb, spikes, tfp_rgb: bool | None, target=None):
         """Validate inputs; returns (rgb [B,3,H,W] | None, spikes [B,1,T,H,W] | None, B, H, W)."""
         tfp = self.config.tfp_rgb if tfp_rgb is None else bool(tfp_rgb)
@@ -390,8 +403,7 @@ class SpikeGen(nn.Module):
         rgb = _as_images(rgb, "rgb") if rgb is not None else None
         spikes = _as_spikes(spikes) if spikes is not None else None
         if rgb is None and tfp:
-            rate = spikes.mean(dim=2, dtype=torch.float32)  # [B,1,H,W], TFP over the whole window
-            rgb = (rate * self.config.tfp_scale).clamp(0.0, 1.0).expand(-1, 3, -1, -1)
+            rgb = self.tfp_frame(spikes)
         ref = rgb if rgb is not None else spikes[:, 0]
         b, (h, w) = ref.shape[0], ref.shape[-2:]
         if spikes is not None and (spikes.shape[0] != b or tuple(spikes.shape[-2:]) != (h, w)):

@@ -127,13 +127,13 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     real_imgs["real: TFP (41 frames)"] = stretch(tfp(clip, 41, centers=[c]))
     real_imgs["real: TFI"] = stretch(tfi(clip, v_th=1.0, centers=[c], max_half_window=20))
     if model is not None:
-        lo = c - 4
-        # "TFP & Spike" with the pseudo-frame exposed like the TFP above: the capture's gain is
-        # unknown (rate ~0.03), so the model's fixed tfp_scale would hand it a near-black frame.
-        pseudo = real_imgs["real: TFP (41 frames)"].reshape(1, 1, *clip.shape[-2:]).expand(1, 3, -1, -1).float()
-        pred = model.sample(rgb=pseudo, spikes=clip[None, lo:lo + 8], gamma=0.5, steps=steps,
-                            generator=torch.Generator().manual_seed(seed))[0].float().cpu()
-        real_imgs["real: SpikeGen (TFP & Spike)"] = rgb_to_gray(pred)
+        from spikegen.tasks.evaluate import tfp_and_spike_gray
+
+        # "TFP & Spike" on the 8 centre frames, with the pseudo-frame exposed like the TFP above:
+        # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
+        # it a near-black frame.
+        real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
+            model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=real_imgs["real: TFP (41 frames)"])
     from spikegen.metrics import brisque, niqe
 
     for name, img in real_imgs.items():

@@ -591,7 +591,7 @@ def _model_frames(model, spikes: torch.Tensor, n: int | None = None) -> torch.Te
     return spikes[lo:hi]
 
 
-def _spikegen_gray(model, spikes: torch.Tensor, gamma: float, steps: int | None, gen: torch.Generator,
+def tfp_and_spike_gray(model, spikes: torch.Tensor, gamma: float, steps: int | None, gen: torch.Generator,
                    frames: int | None = None, pseudo: torch.Tensor | None = None) -> torch.Tensor:
     """SpikeGen "TFP & Spike" on ``[T,H,W]`` spikes -> gray ``[1,H,W]`` on the CPU.
 
@@ -677,7 +677,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
                 pseudo = tfp(spikes, w, centers=[c], scale=rate_scale)[0][None]
-                preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
+                preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
             rows.append({"image": name, "method": m.name, **reconstruct_scores(preds[m.name], gt)})
         if i < report_images:
             stem = f"{i:03d}_{_safe(name)}"
@@ -796,7 +796,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
                     x = tfp(spikes, w, centers=[cc], scale=1.0)[0][None]
                     pseudo = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
-                    preds[m.name] = _spikegen_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
+                    preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
                     continue
                 preds[m.name] = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
             for m in ms:

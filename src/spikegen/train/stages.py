@@ -117,17 +117,14 @@ class SpikeGenTrainModule(nn.Module):
     def _tfp_samples(self, rgb: torch.Tensor, spikes: torch.Tensor, clean: torch.Tensor):
         """"TFP & Spike" samples (dense frame reconstruction): the first
         ``round(tfp_fraction * B)`` samples of the (shuffled) batch get the spikes' TFP
-        pseudo-frame as their RGB input (mean over T x ``config.tfp_scale``, as
-        ``sample(tfp_rgb=True)`` makes it) and the gray clean image as their target."""
+        pseudo-frame as their RGB input (``SpikeGen.tfp_frame``, as ``sample(tfp_rgb=True)``
+        makes it) and the gray clean image as their target."""
         k = int(round(self.tfp_fraction * rgb.shape[0]))
         if k == 0:
             return rgb, clean
         from spikegen.degrade import rgb_to_gray
 
-        s = spikes[:k].float()
-        rate = s.mean(dim=1, keepdim=True) if s.ndim == 4 else s.mean(dim=2)  # [k,1,H,W]
-        tfp = (rate * self.model.config.tfp_scale).clamp(0.0, 1.0).expand(-1, 3, -1, -1).to(rgb.dtype)
-        rgb = torch.cat([tfp, rgb[k:]])
+        rgb = torch.cat([self.model.tfp_frame(spikes[:k]).to(rgb.dtype), rgb[k:]])
         clean = torch.cat([rgb_to_gray(clean[:k].float()).expand(-1, 3, -1, -1).to(clean.dtype), clean[k:]])
         return rgb, clean
 
@@ -182,6 +179,10 @@ class Stage:
 
 
 class VaeStage(Stage):
+    @property
+    def decoder_only(self) -> bool:
+        return bool(self.cfg["train"].get("decoder_only", False))
+
     def build_model(self) -> nn.Module:
         from spikegen.models.vae import build_vae, load_vae
 
@@ -193,7 +194,6 @@ class VaeStage(Stage):
         except (KeyError, ValueError, SpikeGenError):
             vae = load_vae(src)
         vae.train()
-        self.decoder_only = bool(self.cfg["train"].get("decoder_only", False))
         for name, p in vae.named_parameters():
             # decoder_only: the encoder (and its quant_conv) stays fixed, so the latent space
             # and the latent scale do not move and a SpikeGen trained on this VAE stays valid.
@@ -213,7 +213,7 @@ class VaeStage(Stage):
 
         vae = module.vae.eval()
         out.mkdir(parents=True, exist_ok=True)
-        if getattr(self, "decoder_only", False):
+        if self.decoder_only:
             vae.save_pretrained(str(out), safe_serialization=True)  # latent scale unchanged
             return
         ds = self.build_dataset()
