@@ -27,18 +27,6 @@ H, W = 40, 48
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A random tiny SpikeGen saved like shipped weights (no training needed for shapes/files)."""
-    from spikegen.models import SpikeGen, SpikeGenConfig
-    from spikegen.models.vae import build_vae
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tiny") / "spikegen"
-    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f8-d16")).save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
 def tiny(tiny_dir):
     from spikegen.models import SpikeGen
 

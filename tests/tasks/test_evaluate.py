@@ -19,17 +19,6 @@ from spikegen.spikes.io import save_spikes, write_dat
 from spikegen.tasks.evaluate import evaluate_deblur, evaluate_real, evaluate_reconstruct, parse_methods
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    from spikegen.models import SpikeGen, SpikeGenConfig
-    from spikegen.models.vae import build_vae
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tiny") / "spikegen"
-    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f8-d16")).save_pretrained(d)
-    return d
-
-
 def _textured(seed: int, h: int = 64, w: int = 64) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")

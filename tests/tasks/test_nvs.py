@@ -79,18 +79,6 @@ def prepared(toy, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A random tiny SpikeGen saved like shipped weights."""
-    from spikegen.models import SpikeGen, SpikeGenConfig
-    from spikegen.models.vae import build_vae
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("tiny") / "spikegen"
-    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f8-d16")).save_pretrained(d)
-    return d
-
-
 def test_prepare_layout_poses_blur_and_spikes(toy, prepared, capsys):
     src, data = toy
     out = prepared
