@@ -69,7 +69,7 @@ def test_config_presets_and_json_round_trip():
     assert (large.encoder_width, large.encoder_depth, large.encoder_heads, large.decoder_depth) == (1024, 16, 16, 16)
     assert (large.head_depth, large.head_width) == (8, 1280)
     tiny = SpikeGenConfig.preset("tiny")
-    assert tiny.vae == "tiny-f8-d16"
+    assert (tiny.vae, tiny.vae_stride, tiny.patch_size, tiny.token_channels) == ("tiny-f4-d16", 4, 2, 64)
     for cfg in (base, large, tiny):
         d = json.loads(cfg.to_json())
         assert SpikeGenConfig.from_dict(d) == cfg
@@ -129,7 +129,8 @@ def test_return_latents_for_fine_tuning_losses(model):
     model.train()
     out = model(rgb=rgb, spikes=spikes, target=rgb, gamma=0.3, return_latents=True, generator=_gen())
     model.eval()
-    assert out["pred_latent"].shape == out["target_latent"].shape == (2, 16, 6, 8)
+    # tiny preset: a 4x VAE, 2x2-patch tokens -> a 12x16 latent for a 6x8 token grid
+    assert out["pred_latent"].shape == out["target_latent"].shape == (2, 16, 12, 16)
     assert out["pred_latent"].requires_grad
     assert torch.allclose(out["gamma"], torch.full((2,), 0.3))
     img = model.decode_latents(out["pred_latent"], size=(48, 64))
@@ -235,8 +236,56 @@ def test_k_step_generation_needs_a_masked_model(model):
     assert many.samples.shape == (1, 2, 3, 32, 32)
 
 
+# ------------------------------------------------------------------------------ patch size
+def test_patchify_round_trip_and_token_order(model):
+    z = torch.randn(2, 16, 10, 14, generator=_gen())
+    tok = model.patchify(z)
+    assert tok.shape == (2, 35, 64)
+    assert torch.equal(model.unpatchify(tok, (5, 7)), z)
+    # token (row 1, col 2) holds latent pixels rows 2-3, cols 4-5, channel-major (MAR's order)
+    assert torch.equal(tok[0, 1 * 7 + 2].reshape(16, 2, 2), z[0, :, 2:4, 4:6])
+    with pytest.raises(ShapeError, match="multiple of patch_size"):
+        model.patchify(torch.zeros(1, 16, 5, 6))
+
+
+def test_patch_size_must_match_the_vae_stride():
+    with pytest.raises(ValueError, match="vae_stride x patch_size must be 8"):
+        SpikeGenConfig.preset("tiny", patch_size=1).validate()
+    with pytest.raises(ValueError, match="patch_size=1"):
+        SpikeGenConfig.preset("tiny", vae="tiny-f8-d16", vae_stride=8).validate()
+
+
+def test_camera_frames_250x400_with_patch_tokens(model):
+    # the PKU camera's size: not a multiple of 8, so the 4x latent grid (63x100) would not split
+    # into 2x2 patches; images are padded to a multiple of 8 before encoding
+    rgb, spikes = _data(1, 250, 400, t=8)
+    lat = model.encode_images(rgb)
+    assert lat.shape == (1, 16, 64, 100)
+    model.train()
+    out = model(rgb=rgb, spikes=spikes, target=rgb, return_latents=True, generator=_gen())
+    model.eval()
+    assert out["pred_latent"].shape == (1, 16, 64, 100) and torch.isfinite(out["loss"])
+    img = model.sample(rgb=rgb, spikes=spikes, steps=2, generator=_gen())
+    assert img.shape == (1, 3, 250, 400)
+
+
+def test_old_f8_checkpoints_still_load(tmp_path):
+    # weights saved before patch_size existed have no such key: they load as patch_size 1
+    torch.manual_seed(0)
+    old = SpikeGen.from_config(SpikeGenConfig.preset("tiny", vae="tiny-f8-d16", vae_stride=8, patch_size=1)).eval()
+    old.save_pretrained(tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    del cfg["patch_size"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    back = SpikeGen.from_pretrained(tmp_path / "old")
+    assert back.config.patch_size == 1 and back.config.token_channels == 16
+    rgb, spikes = _data(1, 32, 32)
+    assert torch.equal(old.sample(rgb=rgb, spikes=spikes, steps=2, generator=_gen()),
+                       back.sample(rgb=rgb, spikes=spikes, steps=2, generator=_gen()))
+
+
 # -------------------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("overrides", [{}, {"mask_ratio_min": 0.7}])
+@pytest.mark.parametrize("overrides", [{}, {"mask_ratio_min": 0.7}, {"vae": "tiny-f8-d16", "vae_stride": 8, "patch_size": 1}])
 def test_one_training_step_reaches_every_parameter(overrides):
     rgb, spikes = _data(2, 32, 32)
     torch.manual_seed(0)
@@ -331,7 +380,7 @@ def test_config_temperature_default_and_uncertainty_needs_noise():
     from spikegen.models.vae import build_vae
 
     torch.manual_seed(0)
-    m = SpikeGen(SpikeGenConfig.preset("tiny", sample_temperature=0.0, sample_steps=3), vae=build_vae("tiny-f8-d16"))
+    m = SpikeGen(SpikeGenConfig.preset("tiny", sample_temperature=0.0, sample_steps=3), vae=build_vae("tiny-f4-d16"))
     rgb = torch.rand(1, 3, 32, 32)
     a = m.sample(rgb=rgb, generator=torch.Generator().manual_seed(1))
     b = m.sample(rgb=rgb, generator=torch.Generator().manual_seed(2))

@@ -28,8 +28,12 @@ def vae():
     return build_vae("tiny-f8-d16")
 
 
-def test_presets_are_f8_d16():
-    assert set(VAE_PRESETS) == {"kl-f8-d16", "tiny-f8-d16"}
+def test_presets():
+    assert set(VAE_PRESETS) == {"kl-f8-d16", "tiny-f8-d16", "tiny-f4-d16", "small-f8-d16"}
+    f4 = build_vae("tiny-f4-d16")
+    assert f4.config.latent_channels == 16 and vae_downsample_factor(f4) == 4
+    assert not f4.config.mid_block_add_attention  # fully convolutional: tiles, linear memory
+    assert encode_images(f4, torch.rand(1, 3, 50, 70)).shape == (1, 16, 13, 18)
     with torch.device("meta"):
         big = build_vae("kl-f8-d16")
     assert tuple(big.config.block_out_channels) == (128, 256, 512, 512)

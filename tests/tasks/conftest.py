@@ -17,5 +17,5 @@ def tiny_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("tiny") / "spikegen"
-    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f8-d16")).save_pretrained(d)
+    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f4-d16")).save_pretrained(d)
     return d

@@ -92,7 +92,7 @@ def test_eval_deblur_report_loads_every_image(chromium, tmp_path):
 
     torch.manual_seed(0)
     weights = tmp_path / "tiny"
-    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f8-d16")).save_pretrained(weights)
+    SpikeGen(SpikeGenConfig.preset("tiny"), vae=build_vae("tiny-f4-d16")).save_pretrained(weights)
     data = tmp_path / "imgs"
     g = torch.Generator().manual_seed(0)
     for i in range(2):

@@ -14,7 +14,7 @@ from spikegen.train.stages import SpikeGenTrainModule
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return SpikeGen(SpikeGenConfig.preset("tiny", tfp_scale=2.0), vae=build_vae("tiny-f8-d16"))
+    return SpikeGen(SpikeGenConfig.preset("tiny", tfp_scale=2.0), vae=build_vae("tiny-f4-d16"))
 
 
 def test_tfp_samples_replace_rgb_and_target_of_the_first_quarter(model):

@@ -81,6 +81,9 @@ class SyntheticPairs(SeededDataset):
             image ``i % n_images``.
         augment: random crop and flip; ``False`` gives a centre crop and no flip (validation).
             Blur and spikes are random (but seeded) either way.
+        gray: probability that a sample's clean image is replaced by its BT.601 gray copy on
+            all three channels (the reconstruction task feeds gray frames; autoencoder training
+            mixes them in). Drawn per sample from its own generator.
 
     Returns (per sample):
         ``{"clean": [3,h,w] float, "blurry": [3,h,w] float, "spikes": [T,h,w] uint8 {0,1},
@@ -114,6 +117,7 @@ class SyntheticPairs(SeededDataset):
         seed: int = 0,
         length: int | None = None,
         augment: bool = True,
+        gray: float = 0.0,
     ) -> None:
         if spikes not in ("if", "photon"):
             raise ValueError(f"spikes must be 'if' or 'photon', got {spikes!r}")
@@ -138,6 +142,9 @@ class SyntheticPairs(SeededDataset):
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.augment = bool(augment)
+        self.gray = float(gray)
+        if not 0.0 <= self.gray <= 1.0:
+            raise ValueError(f"gray must lie in [0, 1], got {gray}")
         self.files: list[Path] = find_images(self.roots, recursive=recursive, exclude=self.exclude)
         if not self.files:
             where = ", ".join(str(r) for r in self.roots)
@@ -174,6 +181,9 @@ class SyntheticPairs(SeededDataset):
         if flip:
             clean = clean.flip(-1)
         clean = clean.contiguous()
+        to_gray = self.gray > 0 and uniform(g, 0.0, 1.0) < self.gray
+        if to_gray:
+            clean = rgb_to_gray(clean).expand(3, -1, -1).contiguous()
         v_th = uniform(g, *self.v_th)
         gain = uniform(g, *self.gain)
         if self.blur:
@@ -185,6 +195,7 @@ class SyntheticPairs(SeededDataset):
             "source": str(path), "index": index, "epoch": self.epoch, "seed": self.seed,
             "sample_seed": self.sample_seed(index), "crop": [top, left, self.size[0], self.size[1]],
             "flip": flip, "resize": round(float(factor), 6), "spikes": self.spikes, "frames": self.frames,
+            "gray": bool(to_gray),
         }
         if self.spikes == "if":
             from spikegen.spikes.simulate import integrate_and_fire

@@ -2,11 +2,17 @@
 
 The model, end to end::
 
-    rgb  [B,3,H,W] --VAE encoder (frozen)--> [B,16,h,w] --proj_rgb--> a   [B,N,D]
+    rgb  [B,3,H,W] --VAE encoder (frozen)--> [B,16,p*h,p*w] --patchify p--> [B,N,16*p*p] --proj_rgb--> a [B,N,D]
     spikes [B,T,H,W] ---------S3 encoder---> [B,D,h,w]  --proj_s3--->  s   [B,N,D]
     tokens = LayerNorm((1 - g) * a + g * s)                 (h = ceil(H/8), N = h*w)
     ViT encoder (RoPE 2-D) -> decoder_embed -> + mask token -> ViT decoder (RoPE 2-D) -> z [B,N,D']
-    per-token diffusion head(z) -> clean latent tokens [B,N,16] -> VAE decoder -> image [B,3,H,W]
+    per-token diffusion head(z) -> clean latent tokens [B,N,16*p*p] -> unpatchify -> VAE decoder -> [B,3,H,W]
+
+* ``p = config.patch_size`` (MAR's patchify): a token carries a ``p x p`` patch of latent
+  pixels. With an 8x VAE ``p = 1``; with a 4x VAE (``tiny-f4-d16``) ``p = 2``, so the token
+  grid is always ``H/8 x W/8`` and the S3 encoder, the RoPE grid and the transformer's cost do
+  not change (``vae_stride * patch_size == 8``). Images are padded (reflect) to a multiple of 8
+  before encoding, so every latent grid splits into whole patches; outputs are cropped back.
 
 * ``g`` is the **modality ratio**: 0 = RGB only, 1 = spikes only. In training it is drawn per
   sample from N(0.5, 1) truncated to [0, 1] (exact truncation, inverse CDF), and the target is
@@ -47,9 +53,20 @@ from spikegen.errors import CheckpointError, OutputExistsError, ShapeError
 from spikegen.models.diffusion_head import SAMPLERS, SMALL_WORK_FOR_ONE_THREAD, DiffusionHead, _cpu_threads
 from spikegen.models.s3 import S3Encoder, prepare_spikes
 from spikegen.models.transformer import Transformer
-from spikegen.models.vae import VAE_PRESETS, build_vae, decode_latents, encode_images, load_vae, vae_downsample_factor
+from spikegen.models.vae import (
+    VAE_PRESETS,
+    build_vae,
+    decode_latents,
+    encode_images,
+    load_vae,
+    pad_to_multiple,
+    vae_downsample_factor,
+)
 
 __all__ = ["SpikeGen", "SpikeGenConfig", "SampleOutput", "count_parameters", "sample_gamma", "CONFIG_NAME", "WEIGHTS_NAME"]
+
+#: Pixels per token side: the S3 encoder's total stride (three stride-2 blocks).
+TOKEN_STRIDE = 8
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -77,6 +94,9 @@ class SpikeGenConfig:
     vae: str = "kl-f8-d16"
     latent_channels: int = 16
     vae_stride: int = 8
+    # latent pixels per token side (MAR's patchify): vae_stride * patch_size must be 8, the S3
+    # encoder's stride, so the token grid is H/8 x W/8 whatever the VAE
+    patch_size: int = 1
     # S3 spike encoder widths (stem + three stride-2 blocks); its output width = encoder_width
     s3_channels: tuple[int, ...] = (32, 64, 128, 256)
     # ViT encoder / decoder
@@ -126,7 +146,11 @@ class SpikeGenConfig:
         """
         presets: dict[str, dict[str, Any]] = {
             "tiny": dict(
-                vae="tiny-f8-d16",
+                # the 4x autoencoder with 2x2-patch tokens (docs/model.md: its ceiling is far
+                # above the tiny f8 one at equal training time)
+                vae="tiny-f4-d16",
+                vae_stride=4,
+                patch_size=2,
                 s3_channels=(8, 16, 32, 64),
                 encoder_width=128,
                 encoder_depth=2,
@@ -197,6 +221,16 @@ class SpikeGenConfig:
             raise ValueError(f"gamma_std must be > 0, got {self.gamma_std}")
         if self.diffusion_batch_mul < 1:
             raise ValueError(f"diffusion_batch_mul must be >= 1, got {self.diffusion_batch_mul}")
+        if self.patch_size < 1 or self.vae_stride * self.patch_size != TOKEN_STRIDE:
+            raise ValueError(
+                f"vae_stride x patch_size must be {TOKEN_STRIDE} (the S3 encoder's stride), got "
+                f"{self.vae_stride} x {self.patch_size}; use patch_size={max(TOKEN_STRIDE // max(self.vae_stride, 1), 1)}"
+            )
+
+    @property
+    def token_channels(self) -> int:
+        """Values per token: ``latent_channels * patch_size**2``."""
+        return self.latent_channels * self.patch_size**2
 
 
 class SampleOutput(NamedTuple):
@@ -308,7 +342,7 @@ class SpikeGen(nn.Module):
         D, Dd = c.encoder_width, c.decoder_width
         # modality branches
         self.s3 = S3Encoder(D, channels=c.s3_channels)
-        self.proj_rgb = nn.Linear(c.latent_channels, D)
+        self.proj_rgb = nn.Linear(c.token_channels, D)
         self.proj_s3 = nn.Linear(D, D)
         self.embed_norm = nn.LayerNorm(D, eps=c.norm_eps)
         tkw = dict(mlp_ratio=c.mlp_ratio, norm_eps=c.norm_eps, rope_base=c.rope_base, attn_drop=c.attn_dropout,
@@ -317,9 +351,9 @@ class SpikeGen(nn.Module):
         self.decoder_embed = nn.Linear(D, Dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
         # known (already generated) target tokens enter the decoder: only for masked training
-        self.proj_known = nn.Linear(c.latent_channels, Dd) if c.mask_ratio_min < 1.0 else None
+        self.proj_known = nn.Linear(c.token_channels, Dd) if c.mask_ratio_min < 1.0 else None
         self.decoder = Transformer(Dd, c.decoder_depth, c.decoder_heads, **tkw)
-        self.head = DiffusionHead(c.latent_channels, Dd, c.head_width, c.head_depth, c.diffusion_steps)
+        self.head = DiffusionHead(c.token_channels, Dd, c.head_width, c.head_depth, c.diffusion_steps)
         self._init_backbone()
 
     # ------------------------------------------------------------------ construction helpers
@@ -374,12 +408,42 @@ class SpikeGen(nn.Module):
 
     # --------------------------------------------------------------------------- VAE access
     def encode_images(self, images: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
-        """Scaled VAE latents ``[B, 16, ceil(H/8), ceil(W/8)]`` of ``[B, 3, H, W]`` images in [0, 1]."""
+        """Scaled VAE latents ``[B, 16, p*ceil(H/8), p*ceil(W/8)]`` of ``[B, 3, H, W]`` images in
+        [0, 1] (``p = config.patch_size``; the image is padded to a multiple of 8 first, so the
+        latent splits into whole ``p x p`` token patches)."""
+        images = _as_images(images, "images")
+        images, _ = pad_to_multiple(images, TOKEN_STRIDE)
         return encode_images(self.vae, images, sample=sample, generator=generator)
 
-    def decode_latents(self, latents: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode_latents(self, latents: torch.Tensor, size: tuple[int, int] | None = None, *, clamp: bool = True) -> torch.Tensor:
         """Images ``[B, 3, H, W]`` in [0, 1] from scaled latents (differentiable; VAE frozen)."""
-        return decode_latents(self.vae, latents, size=size)
+        return decode_latents(self.vae, latents, size=size, clamp=clamp)
+
+    def patchify(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, C, p*h, p*w]`` -> tokens ``[B, h*w, C*p*p]`` (row-major grid; within a
+        token the order is channel, then patch row, then patch column, as MAR's patchify).
+
+        Example:
+            >>> m = SpikeGen.from_config(SpikeGenConfig.preset("tiny", vae="tiny-f4-d16", vae_stride=4, patch_size=2))
+            >>> z = torch.randn(2, 16, 6, 8)
+            >>> m.patchify(z).shape
+            torch.Size([2, 12, 64])
+            >>> torch.equal(m.unpatchify(m.patchify(z), (3, 4)), z)
+            True
+        """
+        p = self.config.patch_size
+        b, c, hh, ww = latents.shape
+        if hh % p or ww % p:
+            raise ShapeError(f"latents: size {hh}x{ww} is not a multiple of patch_size {p}")
+        x = latents.reshape(b, c, hh // p, p, ww // p, p)
+        return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (hh // p) * (ww // p), c * p * p)
+
+    def unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Tokens ``[B, h*w, C*p*p]`` -> latents ``[B, C, p*h, p*w]`` (the inverse of :meth:`patchify`)."""
+        p, c = self.config.patch_size, self.config.latent_channels
+        b, (h, w) = tokens.shape[0], grid
+        x = tokens.reshape(b, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5)
+        return x.reshape(b, c, h * p, w * p)
 
     # ------------------------------------------------------------------------ input handling
     def tfp_frame(self, spikes: torch.Tensor) -> torch.Tensor:
@@ -448,8 +512,8 @@ class SpikeGen(nn.Module):
         if use_rgb:
             with torch.no_grad():
                 lat = self.encode_images(rgb)
-            grid = tuple(lat.shape[-2:])
-            tokens = (1 - gw) * self.proj_rgb(self._tokens(lat).to(dt))
+            grid = (lat.shape[-2] // self.config.patch_size, lat.shape[-1] // self.config.patch_size)
+            tokens = (1 - gw) * self.proj_rgb(self.patchify(lat).to(dt))
         if use_spk:
             feat = self.s3(spikes)
             grid = tuple(feat.shape[-2:])
@@ -510,9 +574,9 @@ class SpikeGen(nn.Module):
         g = self._gamma(gamma, b, rgb is not None, spikes is not None, generator)
         with torch.no_grad():
             faded = color_fade(target.float(), g.to(target.device).float())
-            tgt_lat = encode_images(self.vae, faded, sample=self.config.target_sample_posterior, generator=generator)
+            tgt_lat = self.encode_images(faded, sample=self.config.target_sample_posterior, generator=generator)
         tgt_lat = tgt_lat.to(self.dtype)
-        tgt = self._tokens(tgt_lat)  # [B,N,C]
+        tgt = self.patchify(tgt_lat)  # [B,N,C*p*p]
         cond, grid = self._condition(rgb, spikes, g)
         n = tgt.shape[1]
         if cond.shape[1] != n:
@@ -539,8 +603,7 @@ class SpikeGen(nn.Module):
         loss, x0 = out if return_latents else (out, None)
         losses = {"loss": loss, "diffusion": loss.detach()}
         if return_latents:
-            c = self.config.latent_channels
-            losses["pred_latent"] = x0.reshape(b, n, c).transpose(1, 2).reshape(b, c, *grid)
+            losses["pred_latent"] = self.unpatchify(x0.reshape(b, n, -1), grid)
             losses["target_latent"] = tgt_lat
             losses["gamma"] = g
         return losses
@@ -563,7 +626,8 @@ class SpikeGen(nn.Module):
         eta: float = 0.0,
         clip_x0: float | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Sampled latents ``[B*num_samples, 16, h, w]`` (sample-minor order) and the image size.
+        """Sampled latents ``[B*num_samples, 16, p*h, p*w]`` (sample-minor order; ``h = ceil(H/8)``,
+        ``p = config.patch_size``) and the image size ``(H, W)``.
 
         Same arguments as :meth:`sample`.
         """
@@ -586,7 +650,7 @@ class SpikeGen(nn.Module):
         cond, grid = self._condition(rgb, spikes, g)
         enc = self.encoder(self.embed_norm(cond), grid)
         s = int(num_samples)
-        n, c = enc.shape[1], self.config.latent_channels
+        n, c = enc.shape[1], self.config.token_channels
         clip = self.config.sample_clip_x0 if clip_x0 is None else float(clip_x0)
         clip = None if clip is None or math.isinf(clip) else clip
         hs = dict(steps=steps, sampler=sampler, temperature=temperature, eta=eta, generator=generator, clip_x0=clip)
@@ -596,13 +660,12 @@ class SpikeGen(nn.Module):
             tokens = self.head.sample(z.reshape(-1, z.shape[-1]), **hs).reshape(b * s, n, c)
         else:
             tokens = self._sample_masked(enc.repeat_interleave(s, dim=0), grid, min(int(ar_steps), n), generator, hs)
-        lat = tokens.transpose(1, 2).reshape(b * s, c, *grid)
-        return lat, (h, w)
+        return self.unpatchify(tokens, grid), (h, w)
 
     def _sample_masked(self, enc: torch.Tensor, grid, k: int, generator, hs: dict) -> torch.Tensor:
         """MAR's K-step generation with the cosine masking schedule (MaskGIT / MAGE)."""
         bb, n = enc.shape[:2]
-        c = self.config.latent_channels
+        c = self.config.token_channels
         dev = enc.device
         order = torch.argsort(_rand((bb, n), generator, dev), dim=1)
         mask = torch.ones(bb, n, dtype=torch.bool, device=dev)
@@ -717,7 +780,7 @@ class SpikeGen(nn.Module):
             return None
         b = ref.shape[0] if ref.ndim >= 4 else 1
         h, w = ref.shape[-2:]
-        f = self.config.vae_stride
+        f = TOKEN_STRIDE
         tokens = b * num_samples * (-(-h // f)) * (-(-w // f))
         return 1 if tokens * self.config.head_width**2 < SMALL_WORK_FOR_ONE_THREAD else None
 

@@ -73,6 +73,25 @@ VAE_PRESETS: dict[str, dict] = {
         norm_num_groups=8,
         mid_block_add_attention=True,
     ),
+    # 4x down-sampling, 16 channels: 3x less compression than f8-d16, used with tokens of 2x2
+    # latent patches (SpikeGenConfig.patch_size=2) so the token grid stays H/8 x W/8. Fully
+    # convolutional (no mid-block attention): cost and memory grow linearly with the image,
+    # and large photos can be decoded in tiles.
+    "tiny-f4-d16": dict(
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        mid_block_add_attention=False,
+    ),
+    # A wider f8-d16 (4x the tiny one's parameters), the other candidate of docs/model.md.
+    "small-f8-d16": dict(
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        mid_block_add_attention=True,
+    ),
 }
 
 

@@ -229,7 +229,8 @@ class VaeStage(Stage):
 class SpikeGenStage(Stage):
     def build_model(self) -> nn.Module:
         from spikegen.models import SpikeGen, SpikeGenConfig
-        from spikegen.models.vae import build_vae, load_vae
+        from spikegen.models.spikegen import TOKEN_STRIDE
+        from spikegen.models.vae import build_vae, load_vae, vae_downsample_factor
 
         m, losses = self.cfg["model"], self.cfg["train"].get("losses", {})
         init = m.get("init")
@@ -240,10 +241,17 @@ class SpikeGenStage(Stage):
         else:
             vae_src = m.get("vae")
             if not vae_src:
-                raise SpikeGenError("model.vae is required: a trained VAE folder (spikegen train vae), or preset:tiny-f8-d16 for a random one")
+                raise SpikeGenError("model.vae is required: a trained VAE folder (spikegen train vae), or preset:tiny-f4-d16 for a random one")
             vae_src = str(vae_src)
             vae = build_vae(vae_src.removeprefix("preset:")) if vae_src.startswith("preset:") else load_vae(vae_src)
-            cfg = SpikeGenConfig.preset(m.get("preset", "tiny"), **(m.get("overrides") or {}))
+            overrides = dict(m.get("overrides") or {})
+            # the preset follows the VAE it is given: its stride, and the patch size that keeps
+            # tokens at 8x8 pixels (an f8 VAE -> patch 1, an f4 VAE -> 2x2 patches)
+            stride = vae_downsample_factor(vae)
+            overrides.setdefault("vae_stride", stride)
+            overrides.setdefault("patch_size", max(TOKEN_STRIDE // stride, 1))
+            overrides.setdefault("latent_channels", int(vae.config.latent_channels))
+            cfg = SpikeGenConfig.preset(m.get("preset", "tiny"), **overrides)
             model = SpikeGen(cfg, vae=vae)
         model.train()
         default_align = 0.1 if self.cfg["stage"] == "finetune" else 0.0

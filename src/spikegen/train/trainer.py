@@ -275,6 +275,7 @@ class Trainer:
             bar = tqdm(total=total, initial=self.step, desc=f"train {self.cfg['stage']}", dynamic_ncols=True)
         last = {}
         t0, samples = time.perf_counter(), 0
+        fit_t0, fit_cpu0 = time.perf_counter(), time.process_time()
         self.model.train()
         while self.step < total:
             lr = lr_at(self.step, total, lr=tc["lr"], warmup=tc["warmup"], start_lr=tc["start_lr"], min_lr=tc["min_lr"])
@@ -306,7 +307,10 @@ class Trainer:
             if self.step % int(lc["every"]) == 0 or self.step == total:
                 rate = samples / max(time.perf_counter() - t0, 1e-9)
                 t0, samples = time.perf_counter(), 0
-                row = {"step": self.step, "lr": lr, **parts, "samples_per_s": rate}
+                row = {"step": self.step, "lr": lr, **parts, "samples_per_s": rate,
+                       # wall and CPU seconds of this process's fit() (a resumed run restarts them)
+                       "wall_s": round(time.perf_counter() - fit_t0, 1),
+                       "cpu_s": round(time.process_time() - fit_cpu0, 1)}
                 if self.is_main:
                     self._log_csv(log_path, row)
                     if writer is not None:
