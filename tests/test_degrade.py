@@ -175,3 +175,23 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(spikegen.degrade, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 5
+
+
+def test_take_chroma_is_luma_of_one_chroma_of_other():
+    from spikegen.degrade import rgb_to_gray, take_chroma
+
+    g = torch.Generator().manual_seed(0)
+    a = 0.3 + 0.4 * torch.rand(2, 3, 16, 16, generator=g)
+    b = 0.3 + 0.4 * torch.rand(2, 3, 16, 16, generator=g)
+    out = take_chroma(a, b)
+    assert torch.allclose(rgb_to_gray(out), rgb_to_gray(a), atol=1e-6)
+
+    def chroma(x):  # BT.601 Cb, Cr (unscaled)
+        y = rgb_to_gray(x)
+        return torch.cat([x[:, 2:3] - y, x[:, 0:1] - y], 1)
+
+    assert torch.allclose(chroma(out), chroma(b), atol=1e-4)
+    assert take_chroma(a[:, :1], b).shape == b.shape  # a gray luminance source
+    assert torch.equal(take_chroma(b, b), b.clamp(0, 1)) or torch.allclose(take_chroma(b, b), b, atol=1e-6)
+    with pytest.raises(Exception, match="differ in size"):
+        take_chroma(a[..., :8], b)

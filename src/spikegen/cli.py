@@ -139,7 +139,8 @@ def deblur(
     samples: Annotated[int, typer.Option(help="Samples K; K > 1 also writes OUT_mean and OUT_std (uncertainty: 2 x std).")] = 1,
     steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the sampler.")] = 0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature, 0 = deterministic (default: the weights' stored sample_temperature).")] = None,
+    colour: Annotated[str, typer.Option("--colour", help="input: SpikeGen's luminance with the blurry input's chroma (full colour); model: the model's own, gamma-faded colours. (default: input)")] = "input",
     frames: Annotated[Optional[int], typer.Option(help="Use the centred N spike frames of each exposure (default: the model's expected count, else all).")] = None,
     resize_spikes: Annotated[bool, typer.Option("--resize-spikes", help="Resize spikes of another size to the RGB size (nearest neighbour).")] = False,
     tfp: Annotated[bool, typer.Option("--tfp", help="Also write OUT_tfp: the classic TFP of the same spikes (rate x V_th / gain).")] = False,
@@ -160,7 +161,7 @@ def deblur(
 
     written = deblur_file(
         rgb, spikes, output, weights=weights, gamma=gamma, samples=samples, steps=steps, seed=seed,
-        temperature=temperature, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
+        temperature=temperature, colour=colour, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
         overwrite=overwrite, progress=not no_progress, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
     typer.echo("wrote " + ", ".join(str(p) for p in written))
@@ -169,7 +170,7 @@ def deblur(
 # Options of `spikegen eval` that only some tasks use (task -> allowed).
 _EVAL_ONLY = {
     "--vth": ("deblur",), "--size": ("deblur", "reconstruct"), "--gain": ("deblur",), "--frames": ("deblur",),
-    "--source": ("deblur",), "--n-blur": ("deblur",), "--interp": ("deblur",), "--rate-scale": ("reconstruct", "real"),
+    "--source": ("deblur",), "--n-blur": ("deblur",), "--interp": ("deblur",), "--colour": ("deblur",), "--rate-scale": ("reconstruct", "real"),
     "--window": ("reconstruct", "real"), "--spikegen-frames": ("reconstruct", "real"), "--centers": ("real",), "--height": ("real",), "--width": ("real",),
 }
 
@@ -197,6 +198,7 @@ def eval_(
     centers: Annotated[Optional[int], typer.Option(help="real: reconstructions per file, evenly spaced (default: 3).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="real: frame height of .dat files (default: 250).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="real: frame width of .dat files (default: 400).")] = None,
+    colour: Annotated[Optional[str], typer.Option("--colour", help="deblur: SpikeGen rows in colour input (luminance from SpikeGen, chroma from the blurry input) or model (its own, gamma-faded colours) (default: input).")] = None,
     report_images: Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")] = 3,
     overwrite: Overwrite = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
@@ -208,7 +210,7 @@ def eval_(
         raise SpikeGenError(f"unknown eval task {task!r}; expected one of {', '.join(TASKS)}")
     given = {"--vth": vth, "--size": size, "--gain": gain, "--frames": frames, "--source": source, "--n-blur": n_blur,
              "--interp": interp, "--rate-scale": rate_scale, "--window": window, "--spikegen-frames": spikegen_frames,
-             "--centers": centers,
+             "--centers": centers, "--colour": colour,
              "--height": height, "--width": width}
     for flag, value in given.items():
         if value is not None and task not in _EVAL_ONLY[flag]:
@@ -217,6 +219,7 @@ def eval_(
                   overwrite=overwrite, progress=not no_progress, warn=lambda m: _echo(f"warning: {m}"))
     opt = {k: v for k, v in dict(v_ths=vth, size=size, gain=gain, frames=frames, source=source, n_blur=n_blur,
                                  interp=interp, rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames, centers=centers,
+                                 colour=colour,
                                  height=height, width=width).items() if v is not None}
     result = run_eval(task, data, output, **common, **opt)
     from spikegen.report import markdown_table
@@ -314,6 +317,7 @@ def nvs_restore(
     batch: Annotated[int, typer.Option(help="Views per SpikeGen call.")] = 4,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="Device for SpikeGen (default: cuda if available, else cpu).")] = None,
+    colour: Annotated[str, typer.Option("--colour", help="SpikeGen: input (its luminance, the blurry view's chroma) or model (its own, gamma-faded colours). (default: input)")] = "input",
     overwrite: Overwrite = False,
     no_progress: NoProgress = False,
 ) -> None:
@@ -321,7 +325,7 @@ def nvs_restore(
     from spikegen.tasks.nvs import restore_scene
 
     r = restore_scene(scene, output, method=method, weights=weights, gamma=gamma, steps=steps, batch=batch, seed=seed,
-                      device=device, overwrite=overwrite, progress=not no_progress)
+                      device=device, overwrite=overwrite, progress=not no_progress, colour=colour)
     vs = (r.get("vs_sharp") or {}).get("mean") or {}
     score = f"; vs sharp: PSNR {vs['psnr']:.2f} dB (blurry {vs['psnr_blurry']:.2f})" if vs else ""
     typer.echo(f"wrote {output}: {r['splits'].get('train', 0)} views restored by {method} in {r['seconds']:.1f} s{score}")

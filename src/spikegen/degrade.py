@@ -33,6 +33,7 @@ __all__ = [
     "motion_kernel",
     "motion_kernel_bank",
     "rgb_to_gray",
+    "take_chroma",
     "video_blur",
 ]
 
@@ -94,6 +95,45 @@ def rgb_to_gray(img: Tensor) -> Tensor:
     w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     gray = (x * w).sum(dim=1, keepdim=True)
     return gray if batched else gray[0]
+
+
+def take_chroma(luma_from: Tensor, chroma_from: Tensor) -> Tensor:
+    r"""Luminance of one image with the chroma of another (BT.601 YCbCr), clamped to [0, 1].
+
+    ``Y`` is :func:`rgb_to_gray` (BT.601 luma); Cb and Cr are the scaled ``B - Y`` and
+    ``R - Y``. Keeping ``chroma_from``'s Cb/Cr and ``luma_from``'s Y is, because the
+    transform is linear, ``chroma_from + (Y(luma_from) - Y(chroma_from))`` on every channel.
+    This is how deblurring returns full colour: blur destroys fine luminance detail far more
+    than chroma, which cameras store at reduced resolution anyway.
+
+    Args:
+        luma_from: ``[B, 3, H, W]`` / ``[3, H, W]`` (or 1-channel) image giving the luminance.
+        chroma_from: image of the same size giving the colour (3 channels).
+
+    Returns:
+        ``[B, 3, H, W]`` / ``[3, H, W]`` in [0, 1], dtype of ``chroma_from``.
+
+    Shape:
+        - luma_from: ``(B, 1|3, H, W)`` or ``(1|3, H, W)``
+        - chroma_from: ``(B, 3, H, W)`` or ``(3, H, W)``
+        - output: ``(B, 3, H, W)`` or ``(3, H, W)``, as ``chroma_from``
+
+    Example:
+        >>> red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1).expand(3, 2, 2)
+        >>> out = take_chroma(torch.full((3, 2, 2), 0.2989), red)
+        >>> [round(v, 3) for v in out[:, 0, 0].tolist()]  # same colour, same luma
+        [1.0, 0.0, 0.0]
+    """
+    _check_image(chroma_from, "chroma_from")
+    _check_image(luma_from, "luma_from")
+    if chroma_from.shape[-3] != 3:
+        raise ShapeError(f"chroma_from must have 3 channels, got shape {tuple(chroma_from.shape)}")
+    if luma_from.shape[-2:] != chroma_from.shape[-2:] or luma_from.ndim != chroma_from.ndim:
+        raise ShapeError(f"luma_from {tuple(luma_from.shape)} and chroma_from {tuple(chroma_from.shape)} differ in size")
+    c = chroma_from.float()
+    y = rgb_to_gray(luma_from.float())
+    # the weights sum to 0.9999: dividing by the sum keeps the luma exact
+    return (c + (y - rgb_to_gray(c)) / sum(GRAY_WEIGHTS)).clamp(0.0, 1.0).to(chroma_from.dtype)
 
 
 def color_fade(img: Tensor, g: float | Tensor) -> Tensor:

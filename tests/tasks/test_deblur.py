@@ -123,7 +123,7 @@ def test_deblur_image_uses_the_models_expected_frame_count():
     fake = FakeModel(spike_frames=4)
     spikes = torch.zeros(10, 8, 8, dtype=torch.uint8)
     spikes[3:7] = 1  # exactly the centred 4 frames fire
-    res = deblur_image(fake, torch.rand(3, 8, 8), spikes)
+    res = deblur_image(fake, torch.rand(3, 8, 8), spikes, colour="model")
     assert fake.calls[0].shape == (1, 4, 8, 8) and res.frames == (3, 7)
     assert torch.allclose(res.image, torch.ones(3, 8, 8))
     res = deblur_image(FakeModel(), torch.rand(3, 8, 8), spikes)  # no expected count: all frames
@@ -240,3 +240,37 @@ def test_cli_deblur_bad_input_is_one_line(tiny_dir, blurry, tmp_path, capsys):
     assert code == 2 and err.startswith("error:") and "20x24" in err and "40x48" in err
     code, _, err = _run(["deblur", "--rgb", tmp_path / "missing.png", "--spikes", sp, "-o", tmp_path / "o.png"], capsys)
     assert code == 2 and "missing.png" in err
+
+
+# ------------------------------------------------------------------------------------ colour
+def test_colour_input_keeps_the_blurry_chroma_and_the_model_luminance():
+    from spikegen.degrade import rgb_to_gray
+
+    g = torch.Generator().manual_seed(0)
+    # a mid-range colourful image, so that no channel clamps
+    rgb = 0.3 + 0.4 * torch.rand(3, H, W, generator=g)
+    # each pixel fires in 3, 4 or 5 of the 8 frames: the fake model's gray output lies in [3/8, 5/8]
+    k = torch.randint(3, 6, (H, W), generator=g)
+    spikes = (torch.arange(8)[:, None, None] < k).to(torch.uint8)
+    model = FakeModel()
+    own = deblur_image(model, rgb, spikes, colour="model").image
+    full = deblur_image(model, rgb, spikes).image  # the default is colour="input"
+    assert torch.allclose(own[0], own[1]) and torch.allclose(own[1], own[2])  # the fake model is gray
+    # luminance from the model ...
+    assert torch.allclose(rgb_to_gray(full), rgb_to_gray(own), atol=1e-5)
+    # ... chroma from the blurry input: the difference to the input is the same on R, G and B
+    d = full - rgb
+    inside = (full > 0) & (full < 1)
+    assert inside.all()
+    assert torch.allclose(d[0], d[1], atol=1e-5) and torch.allclose(d[1], d[2], atol=1e-5)
+    assert not torch.allclose(full[0], full[1])  # colour is back
+
+
+def test_colour_is_validated(tmp_path, blurry, spikes_npz):
+    with pytest.raises(Exception, match="--colour must be input"):
+        deblur_image(FakeModel(), torch.rand(3, 8, 8), torch.zeros(4, 8, 8), colour="rgb")
+    out = tmp_path / "o.png"
+    with pytest.raises(SystemExit) as e:
+        main(["deblur", "--rgb", str(blurry), "--spikes", str(spikes_npz), "-o", str(out), "--colour", "fancy"])
+    assert e.value.code == 2
+    assert not out.exists()

@@ -17,6 +17,11 @@ Rules (also in ``docs/evaluation.md``):
   frame ``i`` gets spike frames ``floor(i T / N) ... floor((i + 1) T / N) - 1`` (its exposure),
   then the frame-count rule above applies to that window (a fixed count is centred on the
   window, clipped to the stream).
+* **Colour.** ``colour="input"`` (the default): the output's luminance comes from SpikeGen
+  and its chroma from the blurry RGB input (BT.601 YCbCr, :func:`spikegen.degrade.take_chroma`),
+  a full-colour image; ``colour="model"``: the model's own colours, desaturated by ``gamma``
+  (the paper's colour fading: its training target at ratio ``g`` is
+  ``(1 - g) I + g gray(I)``). Mean images get the same treatment; the std map is the model's.
 * **Samples.** With ``samples = K > 1`` the model draws K samples per input: ``OUT`` is the
   first sample, ``OUT_mean`` the per-pixel mean and ``OUT_std`` the uncertainty map: the
   per-pixel standard deviation over the K samples, averaged over R, G, B, stored as
@@ -144,9 +149,20 @@ def std_to_image(std: torch.Tensor) -> torch.Tensor:
     return (2.0 * std.float().mean(dim=-3, keepdim=True)).clamp(0, 1)
 
 
+COLOURS = ("input", "model")
+
+
+def check_colour(colour: str) -> str:
+    """``colour`` if it is ``"input"`` or ``"model"``, else a :class:`SpikeGenError`."""
+    if colour not in COLOURS:
+        raise SpikeGenError(f"--colour must be input (luminance from SpikeGen, chroma from the blurry RGB) "
+                            f"or model (the model's own, faded colours), got {colour!r}")
+    return colour
+
+
 def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: float = 0.5, samples: int = 1,
-                 steps: int | None = None, temperature: float = 1.0, generator: torch.Generator | None = None,
-                 frames: int | None = None, resize_spikes: bool = False) -> DeblurResult:
+                 steps: int | None = None, temperature: float | None = None, generator: torch.Generator | None = None,
+                 frames: int | None = None, resize_spikes: bool = False, colour: str = "input") -> DeblurResult:
     """Restore a blurry image (or batch) with SpikeGen, guided by its spike stream.
 
     Args:
@@ -157,8 +173,10 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
         gamma: modality ratio in [0, 1] (0 = RGB only, 1 = spikes only).
         samples: number of samples K; above 1 the mean and the std (uncertainty) are returned.
         steps: diffusion steps (default: the model's ``sample_steps``).
-        temperature: sampling temperature.
+        temperature: sampling temperature (default: the weights' ``sample_temperature``).
         generator: ``torch.Generator`` for reproducible samples.
+        colour: ``"input"`` (default): SpikeGen's luminance with the blurry input's chroma
+            (BT.601 YCbCr), full colour; ``"model"``: the model's own colours (faded by ``gamma``).
         frames: use the centred ``frames`` spike frames (default: the model's expected count,
             see :func:`expected_spike_frames`, else all).
         resize_spikes: resize spikes of another size to the RGB size (nearest); otherwise a
@@ -178,6 +196,7 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
         raise SpikeGenError(f"samples must be >= 1, got {samples}")
     if not 0.0 <= float(gamma) <= 1.0:
         raise ShapeError(f"gamma must lie in [0, 1] (0 = RGB only, 1 = spikes only), got {gamma}")
+    check_colour(colour)
     batched = rgb.ndim == 4
     x = rgb if batched else rgb[None]
     s = spikes if spikes.ndim == 4 else spikes[None]
@@ -194,6 +213,12 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
         img, mean, std = out.float().cpu(), None, None
     else:
         img, mean, std = out.images.float().cpu(), out.mean.float().cpu(), out.std.float().cpu()
+    if colour == "input" and x.shape[1] == 3:
+        from spikegen.degrade import take_chroma
+
+        ref = x.float().cpu()
+        img = take_chroma(img, ref)
+        mean = take_chroma(mean, ref) if mean is not None else None
     if not batched:
         img = img[0]
         mean = mean[0] if mean is not None else None
@@ -255,7 +280,8 @@ def _output_busy(p: Path) -> bool:
 
 def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str | os.PathLike, *, model: Any = None,
                 weights: str | os.PathLike | None = None, gamma: float = 0.5, samples: int = 1, steps: int | None = None,
-                seed: int = 0, temperature: float = 1.0, frames: int | None = None, resize_spikes: bool = False,
+                seed: int = 0, temperature: float | None = None, frames: int | None = None, resize_spikes: bool = False,
+                colour: str = "input",
                 tfp: bool = False, v_th: float = 1.0, gain: float | None = None, fps: float | None = None,
                 overwrite: bool = False, progress: bool = True, height: int | None = None, width: int | None = None,
                 flip: bool | None = None, raw_width: int | None = None, partial: str = "error") -> list[Path]:
@@ -269,7 +295,8 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
             (``frame_000000.png`` ...). With ``samples > 1`` also ``OUT_mean`` and ``OUT_std``
             (see :func:`side_paths`; the std map is ``2 x std``, averaged over channels).
         model, weights: a loaded SpikeGen, or the weights folder to load (default: shipped).
-        gamma, samples, steps, temperature, frames, resize_spikes: as :func:`deblur_image`.
+        gamma, samples, steps, temperature, frames, resize_spikes, colour: as :func:`deblur_image`
+            (``temperature`` defaults to the weights' stored ``sample_temperature``).
         seed: seed of the sampling generator (one generator for the whole file).
         tfp: also write ``OUT_tfp`` (the classic spike-only reconstruction of the same window:
             firing rate x ``v_th / gain``, gray), for comparison.
@@ -303,6 +330,7 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         raise SpikeGenError(f"-o {output}: videos are written as .mp4 (or give a folder name for PNG frames)")
     if int(samples) < 1:
         raise SpikeGenError(f"--samples must be >= 1, got {samples}")
+    check_colour(colour)
     outs = [output]
     if int(samples) > 1:
         outs += list(side_paths(output))
@@ -344,7 +372,7 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         s = torch.from_numpy(src.read(a, b))
         s = match_spike_size(s, size, resize=resize_spikes, where=str(spikes), rgb_where=str(rgb))
         res = deblur_image(model, img, s, gamma=gamma, samples=samples, steps=steps, temperature=temperature,
-                           generator=g, frames=None)
+                           generator=g, frames=None, colour=colour)
         res.frames = (a, b)
         ref = None
         if tfp:

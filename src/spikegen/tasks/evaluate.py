@@ -407,7 +407,7 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
                     weights: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0,
                     gain: float | None = None, frames: int = 8, source: str = "auto", n_blur: int = 7, interp: int = 1,
                     report_images: int = 3, overwrite: bool = False, progress: bool = True,
-                    warn: Callable[[str], None] = _warn) -> dict[str, Any]:
+                    warn: Callable[[str], None] = _warn, colour: str = "input") -> dict[str, Any]:
     """The GOPRO-style deblurring protocol (see the module docstring and docs/evaluation.md).
 
     Args:
@@ -429,15 +429,19 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
         n_blur, interp: video protocol: frames averaged into a blurry frame (odd) and the
             linear-interpolation factor applied first.
         report_images: how many items get pictures in the report.
+        colour: SpikeGen rows' colour: ``"input"`` (default; SpikeGen's luminance with the
+            blurry input's chroma, BT.601 YCbCr) or ``"model"`` (the model's own, faded colours).
+            Gray scores are (up to clamping) the same either way.
 
     Returns:
         The results dict (also written to ``results.json``).
     """
     from spikegen.data.common import DEFAULT_GAIN, sample_seed
     from spikegen.spikes.reconstruct import tfi, tfp
-    from spikegen.tasks.deblur import deblur_image
+    from spikegen.tasks.deblur import check_colour, deblur_image
 
     t0 = time.perf_counter()
+    check_colour(colour)
     data, out_dir = Path(data), Path(out_dir)
     if not data.exists():
         raise SpikeFileError(f"--data {data}: no such file or folder")
@@ -491,7 +495,8 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
                     preds[m.name] = (tfi(spikes, v_th=v, centers=[T // 2])[0][None] / gain).clamp(0, 1)
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
-                    preds[m.name] = deblur_image(model, blurry, spikes, gamma=m.gamma, steps=steps, generator=gen).image
+                    preds[m.name] = deblur_image(model, blurry, spikes, gamma=m.gamma, steps=steps, generator=gen,
+                                                 colour=colour).image
             for m in ms:
                 rows.append({"image": names[i], "method": m.name, "v_th": v, **deblur_scores(preds[m.name], sharp)})
             if shown:
@@ -521,6 +526,8 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
                                            "sample_seed(seed, 2, index) for SpikeGen sampling",
         "steps": steps if steps is not None else (model.config.sample_steps if model is not None else None),
         "tfp": f"mean of the {frames} frames x V_th / gain", "tfi": "TFI(V_th) at the middle frame / gain",
+        "colour": colour + (" (SpikeGen's luminance, the blurry input's chroma: BT.601 YCbCr)" if colour == "input"
+                            else " (the model's own, gamma-faded colours)"),
     }
     if src == "images":
         protocol.update(blur="mean of 8 motion kernels, 40x40, random angle +-30 deg (spikegen.degrade.motion_blur)")
@@ -531,7 +538,7 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
         "task": "deblur", "data": str(data), "out_dir": str(out_dir),
         "command": _command("deblur", data, out_dir, methods=[m.name for m in ms] + skipped, vth=vs, size=int(size),
                             limit=limit, weights=weights, steps=steps, seed=int(seed),
-                            source=None if source == "auto" else source),
+                            source=None if source == "auto" else source, colour=None if colour == "input" else colour),
         "protocol": protocol, "methods": [m.name for m in ms], "skipped": skipped,
         "weights": str(weights) if weights is not None else ("shipped" if model is not None else None),
         "metrics": {k: METRIC_DOC[k] for k in keys}, "summary": summary, "per_image": rows,

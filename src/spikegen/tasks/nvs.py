@@ -433,7 +433,7 @@ def prepare_scene(scene: PathLike, out: PathLike, *, v_th: float = DEFAULT_VTH, 
 
 def restore_views(method: str, blurry: torch.Tensor, spikes: torch.Tensor, *, v_th: float = DEFAULT_VTH,
                   gain: float = DEFAULT_GAIN, model: Any = None, gamma: float = 0.5, steps: int | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, colour: str = "input") -> torch.Tensor:
     """Restore a batch of views from their blurry image and spike stream.
 
     Args:
@@ -445,6 +445,8 @@ def restore_views(method: str, blurry: torch.Tensor, spikes: torch.Tensor, *, v_
         v_th, gain: the sensor's threshold and gain (a pixel of intensity ``I`` fires at rate
             ``gain * I / v_th``), which turn TFP / TFI back into intensities.
         model: a :class:`spikegen.models.SpikeGen` for ``spikegen``.
+        colour: ``spikegen`` only: ``"input"`` (SpikeGen's luminance, the blurry view's chroma)
+            or ``"model"`` (see :func:`spikegen.tasks.deblur.deblur_image`).
 
     Returns:
         ``[B, 3, H, W]`` float32 in [0, 1] on the CPU.
@@ -470,7 +472,8 @@ def restore_views(method: str, blurry: torch.Tensor, spikes: torch.Tensor, *, v_
 
         if model is None:
             raise SpikeGenError("method 'spikegen' needs a model")
-        return deblur_image(model, blurry, spikes, gamma=gamma, steps=steps, generator=generator).image.clamp(0, 1)
+        return deblur_image(model, blurry, spikes, gamma=gamma, steps=steps, generator=generator,
+                            colour=colour).image.clamp(0, 1)
     return img.clamp(0, 1)[:, None].expand(-1, 3, -1, -1).float().cpu().contiguous()
 
 
@@ -528,7 +531,7 @@ def _spike_batch(files: Sequence[Path], size_hw: tuple[int, int], names: Sequenc
 def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", weights: PathLike | None = None,
                   gamma: float = 0.5, steps: int | None = None, batch: int = 4, seed: int = 0,
                   device: str | torch.device | None = None, overwrite: bool = False, progress: bool = True,
-                  model: Any = None) -> dict:
+                  model: Any = None, colour: str = "input") -> dict:
     """Restore every training view of a prepared scene and write the restored scene.
 
     Args:
@@ -547,6 +550,7 @@ def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", w
             result depends on ``seed`` and ``batch``.
         device: where SpikeGen runs (default: CUDA when available, else CPU).
         model: an already loaded SpikeGen (instead of ``weights``).
+        colour: SpikeGen's colour: ``"input"`` (default; the blurry view's chroma) or ``"model"``.
 
     Returns:
         The ``restore.json`` content.
@@ -557,6 +561,9 @@ def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", w
     t0 = time.perf_counter()
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    from spikegen.tasks.deblur import check_colour
+
+    check_colour(colour)
     if int(batch) < 1:
         raise SpikeGenError(f"--batch must be >= 1, got {batch}")
     if not 0.0 <= float(gamma) <= 1.0:
@@ -597,7 +604,7 @@ def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", w
         sensor.update(v_th=float(vt), gain=float(gn))
         g = torch.Generator().manual_seed(int(seed) + start)
         res = restore_views(method, blurry, spikes, v_th=float(vt), gain=float(gn), model=model, gamma=float(gamma),
-                            steps=steps, generator=g)
+                            steps=steps, generator=g, colour=colour)
         for j, i in enumerate(idx):
             img = res[j].float().cpu()
             cache[i] = img
@@ -633,7 +640,8 @@ def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", w
         "version": 1,
         "source": str(src.resolve()),
         "method": method,
-        "options": {"gamma": float(gamma) if method == "spikegen" else None, "steps": steps, "batch": int(batch),
+        "options": {"gamma": float(gamma) if method == "spikegen" else None,
+                    "colour": colour if method == "spikegen" else None, "steps": steps, "batch": int(batch),
                     "seed": int(seed), "weights": weights_info},
         "sensor": sensor,
         "device": str(getattr(model, "device", "cpu")) if model is not None else "cpu",
