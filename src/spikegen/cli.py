@@ -141,6 +141,7 @@ def deblur(
     seed: Annotated[int, typer.Option(help="Random seed of the sampler.")] = 0,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature, 0 = deterministic (default: the weights' stored sample_temperature).")] = None,
     colour: Annotated[str, typer.Option("--colour", help="input: SpikeGen's luminance with the blurry input's chroma (full colour); model: the model's own, gamma-faded colours. (default: input)")] = "input",
+    tile: Annotated[int, typer.Option(help="Images with a side above this many pixels are restored in overlapping tiles, one sample at a time (bounded memory); 0 = whole image at once. (default: 512)")] = 512,
     frames: Annotated[Optional[int], typer.Option(help="Use the centred N spike frames of each exposure (default: the model's expected count, else all).")] = None,
     resize_spikes: Annotated[bool, typer.Option("--resize-spikes", help="Resize spikes of another size to the RGB size (nearest neighbour).")] = False,
     tfp: Annotated[bool, typer.Option("--tfp", help="Also write OUT_tfp: the classic TFP of the same spikes (rate x V_th / gain).")] = False,
@@ -161,7 +162,7 @@ def deblur(
 
     written = deblur_file(
         rgb, spikes, output, weights=weights, gamma=gamma, samples=samples, steps=steps, seed=seed,
-        temperature=temperature, colour=colour, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
+        temperature=temperature, colour=colour, tile=tile or None, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
         overwrite=overwrite, progress=not no_progress, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
     typer.echo("wrote " + ", ".join(str(p) for p in written))

@@ -162,7 +162,8 @@ def check_colour(colour: str) -> str:
 
 def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: float = 0.5, samples: int = 1,
                  steps: int | None = None, temperature: float | None = None, generator: torch.Generator | None = None,
-                 frames: int | None = None, resize_spikes: bool = False, colour: str = "input") -> DeblurResult:
+                 frames: int | None = None, resize_spikes: bool = False, colour: str = "input",
+                 tile: int | None = 512, progress: Any = None) -> DeblurResult:
     """Restore a blurry image (or batch) with SpikeGen, guided by its spike stream.
 
     Args:
@@ -181,6 +182,10 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
             see :func:`expected_spike_frames`, else all).
         resize_spikes: resize spikes of another size to the RGB size (nearest); otherwise a
             size mismatch raises :class:`~spikegen.errors.ShapeError`.
+        tile: images with a side above ``tile`` pixels are restored in overlapping tiles, and
+            samples one at a time, so memory stays bounded (:func:`spikegen.models.tiling.sample_tiled`);
+            ``None`` = the whole image and all samples in one call.
+        progress: called with ``1`` after each tile and sample (for a progress bar).
 
     Returns:
         :class:`DeblurResult` (tensors on the CPU, float32, unbatched for unbatched input).
@@ -206,13 +211,16 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
     n = frames if frames is not None else expected_spike_frames(model)
     lo, hi = select_frames(s.shape[1], n)
     s = s[:, lo:hi]
+    from spikegen.models.tiling import sample_tiled
+
     dev = getattr(model, "device", torch.device("cpu"))
-    out = model.sample(rgb=x.to(dev, torch.float32), spikes=s.to(dev), gamma=float(gamma), steps=steps,
-                       temperature=temperature, num_samples=int(samples), generator=generator)
+    out = sample_tiled(model, x.to(dev, torch.float32), s.to(dev), num_samples=int(samples), tile=tile,
+                       temperature=temperature, progress=progress, gamma=float(gamma), steps=steps,
+                       generator=generator)  # [B, S, 3, H, W]
     if int(samples) == 1:
-        img, mean, std = out.float().cpu(), None, None
+        img, mean, std = out[:, 0], None, None
     else:
-        img, mean, std = out.images.float().cpu(), out.mean.float().cpu(), out.std.float().cpu()
+        img, mean, std = out[:, 0], out.mean(dim=1), out.std(dim=1)
     if colour == "input" and x.shape[1] == 3:
         from spikegen.degrade import take_chroma
 
@@ -281,7 +289,7 @@ def _output_busy(p: Path) -> bool:
 def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str | os.PathLike, *, model: Any = None,
                 weights: str | os.PathLike | None = None, gamma: float = 0.5, samples: int = 1, steps: int | None = None,
                 seed: int = 0, temperature: float | None = None, frames: int | None = None, resize_spikes: bool = False,
-                colour: str = "input",
+                colour: str = "input", tile: int | None = 512,
                 tfp: bool = False, v_th: float = 1.0, gain: float | None = None, fps: float | None = None,
                 overwrite: bool = False, progress: bool = True, height: int | None = None, width: int | None = None,
                 flip: bool | None = None, raw_width: int | None = None, partial: str = "error") -> list[Path]:
@@ -295,7 +303,7 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
             (``frame_000000.png`` ...). With ``samples > 1`` also ``OUT_mean`` and ``OUT_std``
             (see :func:`side_paths`; the std map is ``2 x std``, averaged over channels).
         model, weights: a loaded SpikeGen, or the weights folder to load (default: shipped).
-        gamma, samples, steps, temperature, frames, resize_spikes, colour: as :func:`deblur_image`
+        gamma, samples, steps, temperature, frames, resize_spikes, colour, tile: as :func:`deblur_image`
             (``temperature`` defaults to the weights' stored ``sample_temperature``).
         seed: seed of the sampling generator (one generator for the whole file).
         tfp: also write ``OUT_tfp`` (the classic spike-only reconstruction of the same window:
@@ -372,15 +380,29 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         s = torch.from_numpy(src.read(a, b))
         s = match_spike_size(s, size, resize=resize_spikes, where=str(spikes), rgb_where=str(rgb))
         res = deblur_image(model, img, s, gamma=gamma, samples=samples, steps=steps, temperature=temperature,
-                           generator=g, frames=None, colour=colour)
+                           generator=g, frames=None, colour=colour, tile=tile, progress=tick)
         res.frames = (a, b)
         ref = None
         if tfp:
             ref = (s.float().mean(0, keepdim=True) * (v_th / gain)).clamp(0, 1)
         return res, ref
 
+    tick = None
     if not is_video:
-        res, ref = run(image, 0, src.num_frames)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            from spikegen.models.tiling import tile_boxes
+
+            n_tiles = len(tile_boxes(*size, tile=tile)) if tile else 1
+            bar = tqdm(total=n_tiles * int(samples), desc=f"deblur {rgb.name}", unit="pass", dynamic_ncols=True)
+            tick = bar.update
+        try:
+            res, ref = run(image, 0, src.num_frames)
+        finally:
+            if bar is not None:
+                bar.close()
         from spikegen.image import save_image
 
         written = [save_image(output, res.image, overwrite=True)]

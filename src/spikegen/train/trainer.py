@@ -155,6 +155,12 @@ class Trainer:
             mp = "bf16" if torch.cuda.is_available() else "no"
         # Without CUDA, several processes (torchrun / accelerate launch) train on CPUs over gloo.
         multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        from accelerate.state import AcceleratorState
+
+        if AcceleratorState._shared_state.get("_mixed_precision", mp) != mp:
+            # Accelerate keeps one process-wide state and refuses a second Accelerator with another
+            # precision (a notebook, the test suite): reset it (the process group is kept).
+            AcceleratorState._reset_state()
         self.acc = Accelerator(mixed_precision=mp, cpu=multi_cpu, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
         self.is_main = self.acc.is_main_process
