@@ -55,3 +55,8 @@ __all__ = [
     "sample_seed",
     "write_scene",
 ]
+
+# Windows of N frames from long recordings, with bounded memory (spikegen.data.windows).
+from spikegen.data.windows import SpikeWindows  # noqa: E402
+
+__all__ += ["SpikeWindows"]

@@ -43,3 +43,20 @@ __all__ = [
     "SpikeNoise", "integrate_and_fire", "interpolate_frames", "iter_simulate_video", "load_frames",
     "photon_probability", "photon_sampling", "simulate_video",
 ]
+
+# Augmentations (spikegen.spikes.transforms) and Bayer colour spikes (spikegen.spikes.cfa).
+from spikegen.spikes import transforms  # noqa: E402
+from spikegen.spikes.cfa import (  # noqa: E402
+    CFA_PATTERNS,
+    cfa_mask,
+    demosaic_bilinear,
+    integrate_and_fire_cfa,
+    mosaic,
+    tfi_color,
+    tfp_color,
+)
+
+__all__ += [
+    "transforms",
+    "CFA_PATTERNS", "cfa_mask", "demosaic_bilinear", "integrate_and_fire_cfa", "mosaic", "tfi_color", "tfp_color",
+]
