@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo's own folder: rerunning `make demo` replaces the demo's files there (and only those).
 demo: $(STAMP)
-	$(VENV)/bin/spikegen demo
+	$(VENV)/bin/spikegen demo -o outputs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

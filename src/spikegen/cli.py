@@ -7,6 +7,7 @@ overwritten unless ``--overwrite`` is given.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -42,6 +43,32 @@ def _echo(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
+
+
+def _need(flag: str, value, *, lo=None, hi=None, above=None) -> None:
+    """Validate a numeric option at the CLI boundary: finite, ``>= lo`` (or ``> above``),
+    ``<= hi``; ``None`` (an unset optional) passes. Raises a one-line :class:`SpikeGenError`
+    naming the flag."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpikeGenError(f"{flag} must be a finite number, got {value}")
+    def f(x) -> str:
+        return f"{x:g}" if isinstance(x, float) else str(x)
+
+    if above is not None and not value > above:
+        raise SpikeGenError(f"{flag} must be > {f(above)}, got {f(value)}")
+    if lo is not None and value < lo:
+        raise SpikeGenError(f"{flag} must be >= {f(lo)}, got {f(value)}")
+    if hi is not None and value > hi:
+        raise SpikeGenError(f"{flag} must be <= {f(hi)}, got {f(value)}")
+
+
+def _need_seed(seed: int) -> None:
+    _need("--seed", seed, lo=0, hi=SEED_MAX)
+
+
 @app.command()
 def info(
     file: Annotated[Path, typer.Argument(help="A spike file: .dat (PKU) or .npz.")],
@@ -65,7 +92,7 @@ def simulate(
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.dat or OUT.npz.")],
     method: Annotated[str, typer.Option(help="'if' (integrate-and-fire) or 'photon' (photon sampling).")] = "if",
     vth: Annotated[float, typer.Option("--vth", help="Firing threshold V_th.")] = 1.0,
-    gain: Annotated[float, typer.Option(help="Intensity gain: a white pixel adds `gain` per step.")] = 0.5,
+    gain: Annotated[float, typer.Option(help="Intensity gain: a white pixel adds `gain` per step (default: 0.6, as the shipped weights were trained).")] = 0.6,
     frames: Annotated[int, typer.Option(help="Spike frames for a still image (method if/photon).")] = 200,
     interp: Annotated[int, typer.Option(help="Temporal up-sampling of video frames by linear interpolation.")] = 1,
     coverage: Annotated[float, typer.Option(help="Photon sampling: fraction of pixels drawn per frame.")] = 0.1,
@@ -76,11 +103,20 @@ def simulate(
     """Simulate a spike stream from an image, a frame folder or a video."""
     from spikegen.tasks.toolkit import simulate_file
 
+    _need("--vth", vth, above=0)
+    _need("--gain", gain, above=0)
+    _need("--frames", frames, lo=1)
+    _need("--interp", interp, lo=1)
+    _need("--coverage", coverage, above=0, hi=1)
+    _need_seed(seed)
+
     n, h, w, rate = simulate_file(
         input, output, method=method, v_th=vth, gain=gain, frames=frames, interp=interp,
         coverage=coverage, seed=seed, flip=not no_flip, overwrite=overwrite,
     )
     typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
+    if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
+        typer.echo(f"note: a .dat file has no header; read it back with --height {h} --width {w}")
 
 
 @app.command()
@@ -106,6 +142,13 @@ def reconstruct(
     """Reconstruct images from a spike stream (TFP, TFI or SpikeGen)."""
     from spikegen.tasks.reconstruct import reconstruct_file
 
+    _need("--window", window, lo=1)
+    _need("--frame", frame, lo=0)
+    _need("--stride", stride, lo=1)
+    _need("--vth", vth, above=0)
+    _need("--scale", scale, above=0)
+    _need("--fps", fps, above=0)
+
     written = reconstruct_file(
         file, output, method=method, window=window, frame=frame, all_frames=all_frames, stride=stride,
         v_th=vth, scale=scale, fps=fps, weights=weights, overwrite=overwrite,
@@ -125,6 +168,10 @@ def blur(
 ) -> None:
     """Motion-blur an image with the pretraining kernel bank (DESIGN.md section 2)."""
     from spikegen.tasks.toolkit import blur_file
+
+    _need("--kernels", kernels, lo=1)
+    _need("--size", size, lo=1)
+    _need_seed(seed)
 
     blur_file(image, output, kernels=kernels, size=size, seed=seed, overwrite=overwrite)
     typer.echo(f"wrote {output}")
@@ -159,6 +206,17 @@ def deblur(
 ) -> None:
     """Deblur an image or a video with SpikeGen, guided by its spike stream."""
     from spikegen.tasks.deblur import deblur_file
+
+    _need("--gamma", gamma, lo=0, hi=1)
+    _need("--samples", samples, lo=1)
+    _need("--steps", steps, lo=1)
+    _need_seed(seed)
+    _need("--temperature", temperature, lo=0)
+    _need("--tile", tile, lo=0)
+    _need("--frames", frames, lo=1)
+    _need("--vth", vth, above=0)
+    _need("--gain", gain, above=0)
+    _need("--fps", fps, above=0)
 
     written = deblur_file(
         rgb, spikes, output, weights=weights, gamma=gamma, samples=samples, steps=steps, seed=seed,
@@ -209,6 +267,14 @@ def eval_(
 
     if task not in TASKS:
         raise SpikeGenError(f"unknown eval task {task!r}; expected one of {', '.join(TASKS)}")
+    for flag, value, kw in (("--size", size, dict(lo=16)), ("--limit", limit, dict(lo=1)), ("--steps", steps, dict(lo=1)),
+                            ("--gain", gain, dict(above=0)), ("--frames", frames, dict(lo=1)), ("--n-blur", n_blur, dict(lo=1)),
+                            ("--interp", interp, dict(lo=1)), ("--rate-scale", rate_scale, dict(above=0)),
+                            ("--window", window, dict(lo=1)), ("--spikegen-frames", spikegen_frames, dict(lo=1)),
+                            ("--centers", centers, dict(lo=1)), ("--height", height, dict(lo=1)), ("--width", width, dict(lo=1)),
+                            ("--report-images", report_images, dict(lo=0))):
+        _need(flag, value, **kw)
+    _need_seed(seed)
     given = {"--vth": vth, "--size": size, "--gain": gain, "--frames": frames, "--source": source, "--n-blur": n_blur,
              "--interp": interp, "--rate-scale": rate_scale, "--window": window, "--spikegen-frames": spikegen_frames,
              "--centers": centers, "--colour": colour,
@@ -234,11 +300,14 @@ def eval_(
 def demo(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (relative to the current directory).")] = Path("outputs/demo"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the demo's files in a non-empty output folder (other files are left alone).")] = False,
 ) -> None:
     """The whole job on embedded defaults; writes an HTML report you can open."""
     from spikegen.tasks.demo import run_demo
 
-    index = run_demo(output, seed=seed)
+    _need_seed(seed)
+
+    index = run_demo(output, seed=seed, overwrite=overwrite)
     typer.echo(f"open {index}")
 
 
@@ -251,26 +320,57 @@ def train(
     resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue from this checkpoint or run folder.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs still go to log.csv).")] = False,
     export: Annotated[Optional[Path], typer.Option("--export", help="With --resume/--resume-from: write that checkpoint's (EMA) weights to this folder and stop, without training.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh in a log.dir that holds a run (its checkpoints and log are deleted); with --export: replace the export folder.")] = False,
 ) -> None:
     """Train the VAE, pretrain SpikeGen, or fine-tune it. Extra KEY=VALUE arguments override the config.
 
     Runs on one CPU as it is, and on N GPUs or nodes under `accelerate launch` or `torchrun`.
+    A log.dir that holds a run is continued with --resume, restarted with --overwrite, and
+    otherwise refused. With --resume/--resume-from and no --config, the run's own config.json
+    is used.
     """
     from spikegen.train import Trainer, load_config
 
     if export is not None and not (resume or resume_from):
         raise SpikeGenError("--export needs --resume or --resume-from: it exports a checkpoint")
-    if export is not None and export.exists() and any(export.iterdir()):
-        raise OutputExistsError(f"{export} exists and is not empty")
-    cfg = load_config(config, list(ctx.args) + [f"stage={stage}"])
-    trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress, export_only=export is not None)
+    if export is not None and export.exists() and (not export.is_dir() or any(export.iterdir())) and not overwrite:
+        raise OutputExistsError(f"{export} exists and is not empty; pass --overwrite to replace it")
+    overrides = list(ctx.args)
+    if config is None and (resume or resume_from):
+        config = _run_config(resume_from, overrides)
+        if config is not None and resume_from is not None and not any(o.startswith("log.dir=") for o in overrides):
+            overrides.append(f"log.dir={config.parent}")
+    cfg = load_config(config, overrides + [f"stage={stage}"])
+    trainer = Trainer(cfg, resume=resume_from or resume or None, progress=not no_progress, export_only=export is not None,
+                      overwrite=overwrite and export is None)
     if export is not None:
+        if overwrite and export.exists():
+            import shutil
+
+            shutil.rmtree(export) if export.is_dir() else export.unlink()
         out = trainer.export(export)
         typer.echo(f"exported step {trainer.step} to {out}")
+        return
+    if trainer.step >= int(cfg["train"]["steps"]):
+        typer.echo(f"the run in {trainer.out} already finished (step {trainer.step} of {cfg['train']['steps']}); "
+                   f"nothing to do. Raise train.steps to continue it.")
         return
     last = trainer.fit()
     if trainer.is_main:
         typer.echo(f"done: step {trainer.step}, loss {last.get('loss', float('nan')):.4f}; weights in {trainer.out / 'final'}")
+
+
+def _run_config(resume_from: Optional[Path], overrides: list[str]) -> Optional[Path]:
+    """The ``config.json`` a run stored: in RUN, or two levels above a checkpoint folder
+    (RUN/checkpoints/step-N), or in the ``log.dir=`` given as an override."""
+    cands = []
+    if resume_from is not None:
+        cands += [resume_from, resume_from.parent.parent, resume_from.parent]
+    cands += [Path(o.split("=", 1)[1]) for o in overrides if o.startswith("log.dir=")]
+    for c in cands:
+        if (c / "config.json").is_file():
+            return c / "config.json"
+    return None
 
 
 # --- spikegen nvs: novel-view synthesis (docs/nvs.md); the logic is in spikegen.tasks.nvs ---
@@ -299,6 +399,15 @@ def nvs_prepare(
     """Synthesise blurry views (kernel-bank motion blur) and spike streams from a sharp scene."""
     from spikegen.tasks.nvs import prepare_scene
 
+    _need("--vth", vth, above=0)
+    _need("--gain", gain, above=0)
+    _need("--frames", frames, lo=1)
+    _need("--kernels", kernels, lo=1)
+    _need("--size", size, lo=1)
+    _need("--resolution", resolution, lo=8)
+    _need("--test-every", test_every, lo=0)
+    _need_seed(seed)
+
     m = prepare_scene(scene, output, v_th=vth, gain=gain, frames=frames, kernels=kernels, size=size, seed=seed,
                       resolution=resolution, test_every=test_every, background=background, overwrite=overwrite,
                       progress=not no_progress)
@@ -325,6 +434,11 @@ def nvs_restore(
     """Restore every training view (SpikeGen, TFP or TFI) and write the restored scene."""
     from spikegen.tasks.nvs import restore_scene
 
+    _need("--gamma", gamma, lo=0, hi=1)
+    _need("--steps", steps, lo=1)
+    _need("--batch", batch, lo=1)
+    _need_seed(seed)
+
     r = restore_scene(scene, output, method=method, weights=weights, gamma=gamma, steps=steps, batch=batch, seed=seed,
                       device=device, overwrite=overwrite, progress=not no_progress, colour=colour)
     vs = (r.get("vs_sharp") or {}).get("mean") or {}
@@ -347,6 +461,12 @@ def nvs_train(
 ) -> None:
     """3D Gaussian splatting (gsplat, CUDA) on the training views, then PSNR/SSIM/LPIPS on the test views."""
     from spikegen.tasks.nvs import train_3dgs
+
+    _need("--iterations", iterations, lo=1)
+    _need("--ssim-weight", ssim_weight, lo=0, hi=1)
+    _need("--resolution", resolution, lo=8)
+    _need("--init-points", init_points, lo=1)
+    _need_seed(seed)
 
     r = train_3dgs(scene, output, iterations=iterations, ssim_weight=ssim_weight, resolution=resolution,
                    background=background, overwrite=overwrite, progress=not no_progress, init_points=init_points, seed=seed)
@@ -375,6 +495,38 @@ def nvs_eval(
     typer.echo(f"wrote {output or Path(run) / 'metrics.json'}")
 
 
+@app.command()
+def view(
+    file: Annotated[Path, typer.Argument(help="A spike file: .dat (PKU), .npz or .npy.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.mp4, OUT.gif or a folder of PNG frames.")],
+    tfp: Annotated[Optional[int], typer.Option("--tfp", help="Also show the TFP of W frames around each frame, side by side.")] = None,
+    tfp_scale: Annotated[Optional[float], typer.Option("--tfp-scale", help="TFP display gain (default: the first block's 99.5th percentile -> white).")] = None,
+    start: Annotated[int, typer.Option(help="First frame shown.")] = 0,
+    end: Annotated[Optional[int], typer.Option(help="Stop before this frame (default: the end of the file).")] = None,
+    every: Annotated[int, typer.Option(help="Show one frame in K.")] = 1,
+    fps: Annotated[float, typer.Option(help="Frame rate of the video file.")] = 30.0,
+    fps_camera: Annotated[float, typer.Option("--fps-camera", help="Camera frame rate in Hz, for the time stamp.")] = 20000.0,
+    zoom: Annotated[int, typer.Option(help="Integer up-scaling of the frames (nearest).")] = 1,
+    height: Height = None,
+    width: Width = None,
+    raw_width: RawWidth = None,
+    no_flip: NoFlip = False,
+    drop_partial: Partial = False,
+    overwrite: Overwrite = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+) -> None:
+    """Raw spike frames as a video (MP4, GIF or PNGs), stamped with frame index and time."""
+    from spikegen.tasks.view import view_file
+
+    r = view_file(
+        file, output, start=start, end=end, every=every, tfp_window=tfp, tfp_scale=tfp_scale, fps=fps,
+        fps_camera=fps_camera, zoom=zoom, overwrite=overwrite, progress=not no_progress,
+        **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
+    )
+    w, h = r["size"]
+    typer.echo(f"wrote {r['output']}: {r['frames']} frames of {w}x{h} (frames {r['range'][0]}..{r['range'][1] - 1}, every {r['range'][2]})")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: runs the app and turns user errors into one line and exit code 2."""
     try:
@@ -391,6 +543,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         _echo("interrupted")
         sys.exit(130)
+    except MemoryError:
+        _echo("error: out of memory; try a smaller input (or, for deblur, a smaller --tile)")
+        sys.exit(1)
+    except Exception as exc:  # never a traceback for the user; SPIKEGEN_DEBUG=1 shows it
+        import os
+
+        if os.environ.get("SPIKEGEN_DEBUG"):
+            raise
+        _echo(f"error: unexpected {type(exc).__name__}: {exc} (a bug: please report it; SPIKEGEN_DEBUG=1 shows the traceback)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

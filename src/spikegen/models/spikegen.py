@@ -67,6 +67,8 @@ __all__ = ["SpikeGen", "SpikeGenConfig", "SampleOutput", "count_parameters", "sa
 
 #: Pixels per token side: the S3 encoder's total stride (three stride-2 blocks).
 TOKEN_STRIDE = 8
+#: Smallest image side the model takes (two tokens: instance norm needs more than one value).
+MIN_SIZE = 2 * TOKEN_STRIDE
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -470,6 +472,9 @@ class SpikeGen(nn.Module):
             rgb = self.tfp_frame(spikes)
         ref = rgb if rgb is not None else spikes[:, 0]
         b, (h, w) = ref.shape[0], ref.shape[-2:]
+        if min(h, w) < MIN_SIZE:
+            raise ShapeError(f"images and spike frames must be at least {MIN_SIZE}x{MIN_SIZE} pixels "
+                             f"(the S3 encoder reduces them 8x and normalises over what is left), got {h}x{w}")
         if spikes is not None and (spikes.shape[0] != b or tuple(spikes.shape[-2:]) != (h, w)):
             raise ShapeError(
                 f"spikes: batch and size {spikes.shape[0]}x{tuple(spikes.shape[-2:])} do not match rgb {b}x{(h, w)}"

@@ -347,6 +347,10 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
     busy = [p for p in outs if _output_busy(p)]
     if busy and not overwrite:
         raise OutputExistsError(f"{busy[0]}: exists; pass --overwrite to replace it")
+    from spikegen.outputs import claim_output
+
+    for p in outs:  # parent folders made now, before any work
+        claim_output(p, overwrite=True, folder=is_video and p.suffix.lower() != ".mp4")
     gain = 0.6 if gain is None else float(gain)
     if tfp and (v_th <= 0 or gain <= 0):
         raise SpikeGenError(f"--vth and --gain must be > 0, got {v_th} and {gain}")

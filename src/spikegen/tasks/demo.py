@@ -67,8 +67,12 @@ def score(pred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
 
 
 def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weights: str | os.PathLike | None = None,
-             steps: int = 25, samples: int = 4) -> Path:
-    """Run the demo and write ``report.html`` into ``out_dir``; returns its path."""
+             steps: int = 25, samples: int = 4, overwrite: bool = False) -> Path:
+    """Run the demo and write ``report.html`` into ``out_dir``; returns its path.
+
+    ``out_dir`` must be absent or empty, unless ``overwrite``: then the demo's own files in it
+    are replaced and nothing else there is touched.
+    """
     from spikegen.degrade import motion_blur, rgb_to_gray
     from spikegen.image import save_image
     from spikegen.report import Report, markdown_table
@@ -77,7 +81,14 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     from spikegen.spikes.simulate import integrate_and_fire
     from spikegen.weights import has_default_weights
 
+    from spikegen.errors import OutputExistsError
+
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"-o {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"-o {out}: the folder is not empty; pass --overwrite to replace the demo's files in it "
+                                "(other files are left alone), or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)

@@ -250,6 +250,8 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"-o {out_dir}: exists and is not a folder")
     busy = [out_dir / n for n in names if (out_dir / n).exists()]
+    if (out_dir / "images").is_dir() and any((out_dir / "images").iterdir()):
+        busy.append(out_dir / "images")
     if busy and not overwrite:
         raise OutputExistsError(f"{busy[0]}: exists; pass --overwrite to replace the results in {out_dir}")
 

@@ -85,17 +85,21 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if window < 1 or stride < 1:
         raise SpikeGenError(f"--window and --stride must be >= 1 (got {window}, {stride})")
+    from spikegen.outputs import claim_output
+
     output = Path(output)
-    if output.exists() and not overwrite and not (output.is_dir() and not any(output.iterdir())):
-        raise OutputExistsError(f"{output}: exists; pass --overwrite to replace it")
+    image_out = output.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+    if not all_frames and not image_out:
+        raise SpikeGenError(f"{output}: one frame is written as an image (.png); use --all for .mp4 or a folder")
     src = open_spikes(file, **open_kwargs)
     n = src.num_frames
+    if window > n:
+        raise SpikeGenError(f"--window {window} is longer than the stream ({n} frames)")
+    claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
     scale = 1.0 if scale is None else float(scale)
     model = load_default_model(weights) if method == "spikegen" else None
 
     if not all_frames:
-        if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
-            raise SpikeGenError(f"{output}: one frame is written as an image (.png); use --all for .mp4 or a folder")
         c = n // 2 if frame is None else int(frame)
         if not 0 <= c < n:
             raise SpikeGenError(f"--frame {c} is outside the stream of {n} frames")

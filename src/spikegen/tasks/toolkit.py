@@ -13,12 +13,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikegen.errors import OutputExistsError, SpikeFileError
+from spikegen.errors import OutputExistsError, SpikeFileError, SpikeGenError
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
+    """The output policy (:mod:`spikegen.outputs`): refuse an occupied path, make its folder."""
+    from spikegen.outputs import claim_output
+
+    claim_output(path, overwrite=overwrite)
+
+
+def check_memory(nbytes: int, what: str, *, fraction: float = 0.5) -> None:
+    """Refuse, before allocating, a request that needs more than ``fraction`` of the memory
+    available now (:class:`SpikeGenError` saying how much it would need)."""
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on Linux: no check
+        return
+    if nbytes > fraction * avail:
+        raise SpikeGenError(f"{what} would need about {nbytes / 2**30:.1f} GiB of memory "
+                            f"({avail / 2**30:.1f} GiB available); ask for less")
 
 
 def spike_file_summary(path: str | os.PathLike, *, block: int = 2048, **open_kwargs) -> dict:
@@ -76,15 +90,23 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".dat", ".npz"):
         raise SpikeFileError(f"{output}: the output must end in .dat or .npz")
-    _refuse_existing(output, overwrite)
     if method not in ("if", "photon"):
         raise SpikeFileError(f"--method must be 'if' or 'photon', got {method!r}")
     if not input.exists():
         raise SpikeFileError(f"{input}: no such file or folder")
+    if int(frames) < 1:
+        raise SpikeFileError(f"--frames must be >= 1, got {frames}")
+    _refuse_existing(output, overwrite)
     g = torch.Generator().manual_seed(seed)
     meta = {"source": str(input.name), "method": method, "seed": seed}
     meta.update({"v_th": v_th, "gain": gain} if method == "if" else {"coverage": coverage})
     if input.is_file() and is_image_file(input):
+        from PIL import Image
+
+        with Image.open(input) as im:
+            w_, h_ = im.size
+        check_memory(int(frames) * h_ * w_ * (4 if method == "photon" else 2),
+                     f"--frames {frames} of {h_}x{w_} pixels")
         if method == "photon":
             spikes = photon_sampling(load_image(input)[None], frames=frames, coverage=coverage, generator=g)
         else:
@@ -124,6 +146,8 @@ def blur_file(image: str | os.PathLike, output: str | os.PathLike, *, kernels: i
     from spikegen.image import load_image, save_image
 
     output = Path(output)
+    if not Path(image).is_file():
+        raise SpikeFileError(f"{image}: no such image file")
     _refuse_existing(output, overwrite)
     img = load_image(image)
     g = torch.Generator().manual_seed(seed)

@@ -60,7 +60,23 @@ def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
     if not root:
         raise SpikeGenError(f"data.root (or data.roots) is required for data.kind={kind}")
     kwargs.setdefault("seed", seed)
-    return kinds[kind](root, **kwargs)
+    import difflib
+    import inspect
+
+    from spikegen.train.config import ConfigError
+
+    accepted = [n for n in inspect.signature(kinds[kind]).parameters if n not in ("self", "root")]
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; data.kind={kind} takes {', '.join(accepted)}"
+            raise ConfigError(f"unknown key data.{key} for data.kind={kind}{hint}")
+    try:
+        return kinds[kind](root, **kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SpikeGenError):
+            raise
+        raise ConfigError(f"data (kind={kind}): {exc}") from None
 
 
 # ----------------------------------------------------------------------------- modules

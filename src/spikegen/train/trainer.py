@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from spikegen.errors import CheckpointError
+from spikegen.errors import CheckpointError, OutputExistsError, SpikeGenError
 from spikegen.train import checkpoint as ckpt_io
 from spikegen.train.ema import EMA
 from spikegen.train.schedule import lr_at, param_groups
@@ -140,7 +140,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: dict, *, resume: str | os.PathLike | bool | None = None, progress: bool = True,
-                 export_only: bool = False):
+                 export_only: bool = False, overwrite: bool = False):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
@@ -170,6 +170,10 @@ class Trainer:
         # export_only: read a checkpoint to export it; never touch the run folder (which may
         # belong to a run still training), so its log is not truncated to the checkpoint.
         self.export_only = export_only
+        if resume and overwrite:
+            raise SpikeGenError("--resume and --overwrite exclude each other: continue the run, or start it afresh")
+        if not resume and not export_only:
+            self._claim_run_folder(overwrite)
 
         seed = int(cfg.get("seed", 0))
         torch.manual_seed(seed)  # identical initial weights on every rank
@@ -202,6 +206,25 @@ class Trainer:
     def unwrapped(self) -> torch.nn.Module:
         return self.acc.unwrap_model(self.model)
 
+    #: What a run folder holds; an existing one belongs to a run and is never silently replaced.
+    RUN_FILES = ("checkpoints", "final", "previews", "log.csv", "config.json", "tensorboard")
+
+    def _claim_run_folder(self, overwrite: bool) -> None:
+        """Refuse to start a fresh run in a folder that holds one, unless ``overwrite``: then
+        its run files (and only those) are removed first, on the main process."""
+        present = [n for n in self.RUN_FILES if (self.out / n).exists()]
+        if present and not overwrite:
+            raise OutputExistsError(
+                f"{self.out} holds a training run ({', '.join(present)}); pass --resume to continue it, "
+                "--overwrite to start afresh (its checkpoints and log are deleted), or choose another log.dir")
+        if present and self.is_main:
+            import shutil
+
+            for n in present:
+                p = self.out / n
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        self.acc.wait_for_everyone()
+
     # ------------------------------------------------------------------ checkpoints
     def _resume(self, resume: str | os.PathLike | bool) -> dict:
         where = self.out if resume is True else Path(resume)
@@ -230,6 +253,12 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         ckpt_io.set_rng_state(*ck["rng"])
         self.step = int(st["step"])
+        old_total = ((st.get("config") or {}).get("train") or {}).get("steps")
+        new_total = self.cfg["train"]["steps"]
+        if self.is_main and not self.export_only and old_total is not None and int(old_total) != int(new_total):
+            print(f"warning: train.steps changed from {old_total} to {new_total}: the learning-rate schedule "
+                  f"(warm-up and cosine) now spans {new_total} steps, so this continues the run but is not an "
+                  "exact resume of either schedule")
         if self.is_main and not self.export_only:
             self._truncate_log(self.out / "log.csv")
             print(f"resumed from {ck['dir']} at step {self.step}")

@@ -1,0 +1,69 @@
+"""The output policy every command and API that writes follows (bottom layer: imports nothing above it).
+
+1. An existing output is never replaced or appended to unless ``overwrite`` is given: a file
+   that exists, or a folder that holds anything, is "occupied".
+2. Outputs are checked -- and their parent folders created -- **before** any work, so a long job
+   never fails at the end on a path it could have refused at the start.
+3. Files are written under a temporary name and renamed (see :func:`spikegen.image.save_image`,
+   :mod:`spikegen.spikes.io`), so a failure never leaves a truncated output.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> claim_output(d / "new" / "out.png")          # creates d/new, returns the path
+    PosixPath('...out.png')
+    >>> (d / "new" / "out.png").write_text("x") and None
+    >>> claim_output(d / "new" / "out.png")
+    Traceback (most recent call last):
+    ...
+    spikegen.errors.OutputExistsError: ...out.png: exists; pass --overwrite to replace it
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from spikegen.errors import OutputExistsError
+
+__all__ = ["is_occupied", "claim_output"]
+
+
+def is_occupied(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a file (or link) that exists, or a folder that is not empty."""
+    p = Path(path)
+    if p.is_dir() and not p.is_symlink():
+        return any(p.iterdir())
+    return p.exists() or p.is_symlink()
+
+
+def claim_output(path: str | os.PathLike, *, overwrite: bool = False, folder: bool = False,
+                 flag: str = "--overwrite") -> Path:
+    """Check an output path before any work and create what it needs.
+
+    Args:
+        path: the output file (or, with ``folder=True``, the output folder).
+        overwrite: allow an occupied ``path`` (the caller then replaces it).
+        folder: ``path`` is a folder: it is created (with its parents).
+        flag: the option named in the error message.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputExistsError: ``path`` is occupied and ``overwrite`` is False, or a file stands
+            where a folder is needed (or a folder where a file is needed).
+    """
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise OutputExistsError(f"{p}: exists and is a file, but a folder is needed here")
+    if not folder and p.is_dir():
+        raise OutputExistsError(f"{p}: is a folder, but a file is needed here")
+    if is_occupied(p) and not overwrite:
+        what = "holds files" if p.is_dir() else "exists"
+        raise OutputExistsError(f"{p}: {what}; pass {flag} to replace it")
+    parent = p if folder else p.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputExistsError(f"{parent}: is a file, so {p} cannot be written there")
+    parent.mkdir(parents=True, exist_ok=True)
+    return p
