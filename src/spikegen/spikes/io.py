@@ -81,6 +81,8 @@ PACKED_VERSION = 1
 
 # Unpacked bytes per decode block: small enough to stay in a core's L2/L3 cache.
 _BLOCK_BYTES = 2 << 20
+# Unpacked bytes per packing block of the writers.
+_WRITE_BLOCK_BYTES = 1 << 20
 # Reads producing fewer bytes than this are decoded on the calling thread only.
 _PARALLEL_MIN_BYTES = 16 << 20
 _MAX_AUTO_WORKERS = 4
@@ -133,15 +135,27 @@ def dat_frame_bytes(height: int, width: int, raw_width: int | None = None) -> in
     return (h * rw + 7) // 8
 
 
+def _idle_cpus() -> int:
+    """CPUs this process may use that other processes leave idle (by the 1-minute load average).
+
+    Extra decoding threads only pay on idle cores: on a busy machine every thread waits for a
+    time slice, and one thread is faster."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1
+    return max(1, int(cpus - load))
+
+
 def _num_workers(workers: int | None, nblocks: int, nbytes: int) -> int:
     if workers is None:
         if nbytes < _PARALLEL_MIN_BYTES:
             return 1
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
-        workers = min(cpus, _MAX_AUTO_WORKERS)
+        workers = min(_idle_cpus(), _MAX_AUTO_WORKERS)
     else:
         try:
             valid = not isinstance(workers, bool) and operator.index(workers) >= 1
@@ -510,24 +524,28 @@ class DatFile(_SpikeReader):
         Args:
             frames: ``None`` (all), a ``slice`` (Python slicing rules, any step), a ``range``,
                 a ``(start, stop)`` tuple, or an ``int`` (one frame, returned as ``[1, H, W]``).
-            workers: decoding threads. ``None`` uses up to 4 cores for reads of 16 MiB or more.
+            workers: decoding threads. ``None`` uses up to 4 cores for reads of 16 MiB or more
+                when other processes leave them idle (1-minute load average), one otherwise.
         """
         idx = _select_frames(frames, self.num_frames, f"spike file '{self.path}'")
         n = len(idx)
         H, W = self.height, self.width
-        out = np.empty((n, H, W), dtype=np.uint8)
         if n == 0:
-            return out
+            return np.empty((n, H, W), dtype=np.uint8)
+        out_bytes = n * H * W
         fb = self.frame_bytes
         frame_px = H * self.raw_width
         # Blocks of ~2 MiB unpacked (cache-sized), and at most 1/8 of the read so that the
         # scratch memory stays small next to the output.
         per_block = max(1, min(_BLOCK_BYTES // frame_px, -(-n // 8)))
         nblocks = -(-n // per_block)
-        nworkers = _num_workers(workers, nblocks, out.nbytes)
+        nworkers = _num_workers(workers, nblocks, out_bytes)
         if workers is None:  # keep the scratch of all threads under ~10% of the output
             scratch = per_block * (frame_px + 2 * fb)
-            nworkers = max(1, min(nworkers, out.nbytes // (10 * scratch)))
+            nworkers = max(1, min(nworkers, out_bytes // (10 * scratch)))
+        if nworkers == 1 and self.raw_width == W and W % 8 == 0:
+            return self._read_one_pass(idx, per_block)
+        out = np.empty((n, H, W), dtype=np.uint8)
         counter = itertools.count()
         lock = threading.Lock()
 
@@ -549,6 +567,26 @@ class DatFile(_SpikeReader):
         return out
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _read_one_pass(self, idx: range, per_block: int) -> np.ndarray:
+        """Single-threaded read of byte-aligned rows: the packed frames are gathered (rows
+        flipped, 1/8 of the output) and unpacked by one ``np.unpackbits`` call that allocates
+        the output itself -- numpy has no ``out=`` for it, and unpacking block by block into a
+        preallocated array costs one more pass over the output."""
+        n, H, W, fb = len(idx), self.height, self.width, self.frame_bytes
+        packed = np.empty((n, H, W // 8), dtype=np.uint8)
+        flat = packed.reshape(n, fb)
+        buf = np.empty(min(per_block, n) * fb, dtype=np.uint8) if self.flip else None
+        with open(self.path, "rb", buffering=0) as fh:
+            for j0 in range(0, n, per_block):
+                j1 = min(n, j0 + per_block)
+                if buf is None:
+                    self._read_into(fh, idx[j0:j1], flat[j0:j1].reshape(-1))
+                else:
+                    raw = buf[: (j1 - j0) * fb]
+                    self._read_into(fh, idx[j0:j1], raw)
+                    packed[j0:j1] = raw.reshape(j1 - j0, H, W // 8)[:, ::-1]
+        return np.unpackbits(packed.reshape(-1), bitorder="little").reshape(n, H, W)
 
     def _read_into(self, fh: io.RawIOBase, idx: range, raw: np.ndarray) -> None:
         fb = self.frame_bytes
@@ -614,8 +652,10 @@ def read_dat(
 
     Bits are least significant first, each frame holds ``ceil(H * raw_width / 8)`` bytes and the
     stored frames are upside down (see the module docstring). Only the bytes of the selected
-    frames are read, a block at a time, straight into the output array: a full read needs about
-    the size of the output plus a few MiB.
+    frames are read, a block at a time. On one thread (and rows of a multiple of 8 pixels, as
+    on all real cameras) the packed frames are gathered and unpacked in one pass: a read needs
+    the output plus 1/8 of it; otherwise frames are decoded block by block straight into the
+    output array (the output plus a few MiB).
 
     Args:
         path: the ``.dat`` file.
@@ -627,7 +667,8 @@ def read_dat(
             ``range``, a ``(start, stop)`` tuple, or an ``int`` (one frame, as ``[1, H, W]``).
         partial: ``"error"`` (default) or ``"drop"``: what to do when the file is not a whole
             number of frames (``"drop"`` reads the whole frames and ignores the rest).
-        workers: decoding threads; ``None`` uses up to 4 cores for reads of 16 MiB or more.
+        workers: decoding threads; ``None`` uses up to 4 cores for reads of 16 MiB or more
+            when other processes leave them idle (1-minute load average), one otherwise.
 
     Returns:
         uint8 array ``[T, H, W]`` (C-contiguous) of {0, 1}.
@@ -921,7 +962,8 @@ class DatWriter:
                     f"{self.where}: frames are {H}x{W} but the writer was opened for "
                     f"{self.height}x{self.width}"
                 )
-            per_block = max(1, _BLOCK_BYTES // (H * W))
+            # ~1 MiB blocks: the binary check brings a block into L2, where packing reads it
+            per_block = max(1, _WRITE_BLOCK_BYTES // (H * W))
             starts = range(0, T, per_block)
             nworkers = _num_workers(self.workers, len(starts), T * H * W)
 

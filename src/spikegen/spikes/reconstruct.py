@@ -53,21 +53,20 @@ def _small_ops(device: torch.device) -> bool:
 
 
 def _tiled(core, s: Tensor, n: int) -> Tensor:
-    """Apply a per-pixel ``core(s_tile, out_tile)`` to row tiles of ``s [B, L, H, W]``, filling
-    a float32 ``[B, n, H, W]`` output.
+    """Apply a per-pixel ``core(s, out)`` to ``s [B, L, H, W]``, filling a float32
+    ``[B, n, H, W]`` output.
 
-    On CPU each tile has at most ``_GRAIN`` pixels over the batch, so the many small per-frame
-    ops of the cores run on one thread each and stay in cache (thread synchronisation per op
-    made them up to 10x slower on a busy machine); elsewhere the whole frame is one tile.
+    On CPU the cores run numpy kernels (single-threaded, about a microsecond per op, so the
+    result does not depend on torch's thread count nor on a busy core), on the whole frame; the
+    output is allocated by numpy, which puts large arrays on transparent huge pages (half the
+    page-fault cost of ``torch.empty``). Elsewhere the cores are a few large torch ops.
     """
     b, _, h, w = s.shape
-    out = torch.empty((b, n, h, w), dtype=torch.float32, device=s.device)
-    if not _small_ops(s.device) or b * h * w <= _GRAIN:
-        rows = h
+    if _small_ops(s.device):
+        out = torch.from_numpy(np.empty((b, n, h, w), dtype=np.float32))
     else:
-        rows = max(1, _GRAIN // max(1, b * w))
-    for r in range(0, h, rows):
-        core(s[:, :, r : r + rows], out[:, :, r : r + rows])
+        out = torch.empty((b, n, h, w), dtype=torch.float32, device=s.device)
+    core(s, out)
     return out
 
 
@@ -94,6 +93,11 @@ def _binary_uint8(x: Tensor, name: str) -> Tensor:
         if not bool(((x == 0) | (x == 1)).all()):
             raise ShapeError(f"{name} must hold only 0 and 1 (spikes), found other values")
         return x.to(torch.uint8)
+    if x.dtype == torch.uint8 and x.device.type == "cpu":
+        hi = int(np.max(x.numpy()))  # numpy's reduction: several times faster than aminmax
+        if hi > 1:
+            raise ShapeError(f"{name} must hold only 0 and 1 (spikes), found values in [0, {hi}]")
+        return x
     lo, hi = torch.aminmax(x)
     if int(lo) < 0 or int(hi) > 1:
         raise ShapeError(
@@ -102,8 +106,11 @@ def _binary_uint8(x: Tensor, name: str) -> Tensor:
     return x if x.dtype == torch.uint8 else x.to(torch.uint8)
 
 
-def _check_spikes(spikes: Any, name: str = "spikes") -> tuple[Tensor, bool]:
-    """``spikes`` as uint8 ``[B, T, H, W]`` and whether the input was batched."""
+def _check_spikes(spikes: Any, name: str = "spikes", *, defer: bool = False) -> tuple[Tensor, bool]:
+    """``spikes`` as uint8 ``[B, T, H, W]`` and whether the input was batched.
+
+    With ``defer=True`` a uint8 CPU input is returned unchecked (the caller checks it, see
+    :func:`_nonbinary`)."""
     x = _to_tensor(spikes, name)
     if x.ndim == 3:
         x, batched = x.unsqueeze(0), False
@@ -113,7 +120,13 @@ def _check_spikes(spikes: Any, name: str = "spikes") -> tuple[Tensor, bool]:
         raise ShapeError(f"{name} must be [T, H, W] or [B, T, H, W], got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
         raise ShapeError(f"{name} is empty (0 frames)")
+    if defer and x.dtype == torch.uint8 and x.device.type == "cpu":
+        return x, batched
     return _binary_uint8(x, name), batched
+
+
+def _nonbinary(hi: int, name: str = "spikes") -> ShapeError:
+    return ShapeError(f"{name} must hold only 0 and 1 (spikes), found values in [0, {hi}]")
 
 
 def _check_window(window: Any) -> int:
@@ -204,11 +217,128 @@ def _tfp_bounds(centers: np.ndarray, window: int, t: int | None) -> tuple[np.nda
     return starts, ends
 
 
+def _tfp_np(
+    s: np.ndarray, out: np.ndarray, base: int, starts: np.ndarray, ends: np.ndarray, scale: float,
+    check: bool = False,
+) -> None:
+    """numpy form of :func:`_tfp_core` (CPU): window sums from one running prefix sum (one add
+    per frame), then per output one subtraction, one conversion and one multiply.
+
+    Windows of up to 255 frames count in uint8: the prefix sums wrap around modulo 256, but
+    their differences (the window counts) are exact. The result is bit-identical to the torch
+    path: ``float32(count) * float32(scale / count_of_frames)``, clamped to [0, 1]."""
+    b, length, h, w = s.shape
+    n = len(starts)
+    if n == 0:
+        return
+    counts = ends - starts + 1
+    s_rel, e_rel = (starts - base).tolist(), (ends - base).tolist()
+    factor = (float(scale) / counts).astype(np.float32)
+    clamp = (counts.astype(np.float32) * factor > 1).tolist()  # the largest value exceeds 1
+    wide = int(counts.max()) > 255
+    cdt = np.uint8 if not wide else (np.int16 if length < 32767 else np.int32)
+    tmp = np.empty((b, h, w), cdt)
+    one = np.float32(1.0)
+
+    def emit(i: int, count: np.ndarray) -> None:
+        o = out[:, i]
+        np.copyto(o, count)
+        np.multiply(o, factor[i], out=o)
+        if clamp[i]:
+            np.minimum(o, one, out=o)
+
+    # Frames touched by each strategy: a running window (windows in increasing order: add the
+    # frames entering, subtract those leaving), each window summed on its own, or prefix sums.
+    ds, de = np.diff(starts), np.diff(ends)
+    monotone = bool((ds >= 0).all() and (de >= 0).all())
+    run_cost = int(counts[0] + ds.sum() + de.sum()) if monotone else None
+    own_cost = int(counts.sum())
+    pre_cost = 2 * length + n
+    if check and not (run_cost is not None and run_cost <= min(own_cost, pre_cost)):
+        hi = int(s.max()) if s.size else 0
+        if hi > 1:
+            raise _nonbinary(hi)
+        check = False
+    if run_cost is not None and run_cost <= min(own_cost, pre_cost):
+        # counts of k consecutive outputs at a time, then one conversion and one multiply
+        # for the k (all in L2). With `check`, every frame is OR-ed into `seen` just after
+        # it is first added (in cache); frames no window reads are checked at the end.
+        seen = np.zeros((b, h, w), np.uint8) if check else None
+        done = np.zeros(length, bool) if check else None
+        k = max(1, min(n, (1 << 21) // (5 * b * h * w)))
+        cnt = np.empty((b, k, h, w), cdt)
+        fcol = factor.reshape(1, n, 1, 1)
+        i0 = 0
+        for i in range(n):
+            cur = cnt[:, i - i0]
+            if i == 0 or s_rel[i] > e_rel[i - 1]:  # first, or disjoint from the previous window
+                if seen is None:
+                    np.add.reduce(s[:, s_rel[i] : e_rel[i] + 1], axis=1, dtype=cdt, out=cur)
+                else:
+                    np.copyto(cur, s[:, s_rel[i]])
+                    np.bitwise_or(seen, s[:, s_rel[i]], out=seen)
+                    for r in range(s_rel[i] + 1, e_rel[i] + 1):
+                        np.add(cur, s[:, r], out=cur)
+                        np.bitwise_or(seen, s[:, r], out=seen)
+                    done[s_rel[i] : e_rel[i] + 1] = True
+            else:
+                prev = cnt[:, i - 1 - i0] if i > i0 else tmp
+                src_ = prev
+                for r in range(e_rel[i - 1] + 1, e_rel[i] + 1):
+                    np.add(src_, s[:, r], out=cur)
+                    src_ = cur
+                    if seen is not None:
+                        np.bitwise_or(seen, s[:, r], out=seen)
+                        done[r] = True
+                for r in range(s_rel[i - 1], s_rel[i]):
+                    np.subtract(src_, s[:, r], out=cur)
+                    src_ = cur
+                if src_ is prev:
+                    np.copyto(cur, prev)
+            if i - i0 + 1 == k or i == n - 1:
+                o = out[:, i0 : i + 1]
+                np.copyto(o, cnt[:, : i + 1 - i0])
+                np.multiply(o, fcol[:, i0 : i + 1], out=o)
+                for j in range(i0, i + 1):
+                    if clamp[j]:
+                        np.minimum(out[:, j], one, out=out[:, j])
+                np.copyto(tmp, cnt[:, i - i0])
+                i0 = i + 1
+        if seen is not None:
+            hi = int(seen.max())
+            rest = np.flatnonzero(~done)
+            if rest.size:
+                hi = max(hi, int(s[:, rest].max()))
+            if hi > 1:  # (the output is discarded)
+                raise _nonbinary(hi)
+        return
+    if own_cost <= pre_cost:  # few, sparse windows: sum each one
+        for i in range(n):
+            np.copyto(tmp, s[:, s_rel[i]])
+            for r in range(s_rel[i] + 1, e_rel[i] + 1):
+                np.add(tmp, s[:, r], out=tmp)
+            emit(i, tmp)
+        return
+    r0, r1 = min(s_rel), max(e_rel) + 1
+    cs = np.empty((b, r1 - r0 + 1, h, w), cdt)  # cs[:, k] = spikes in frames r0 .. r0 + k - 1
+    cs[:, 0] = 0
+    for k in range(r1 - r0):
+        np.add(cs[:, k], s[:, r0 + k], out=cs[:, k + 1])
+    for i in range(n):
+        np.subtract(cs[:, e_rel[i] + 1 - r0], cs[:, s_rel[i] - r0], out=tmp)
+        emit(i, tmp)
+
+
 def _tfp_core(
-    s: Tensor, out: Tensor, base: int, starts: np.ndarray, ends: np.ndarray, scale: float
+    s: Tensor, out: Tensor, base: int, starts: np.ndarray, ends: np.ndarray, scale: float,
+    check: bool = False,
 ) -> None:
     """Fill ``out [B, N, H, W]`` with ``scale`` x the mean of ``s [B, L, H, W]`` (frames
-    ``base ...``) over the inclusive windows ``[start, end]``, clamped to [0, 1]."""
+    ``base ...``) over the inclusive windows ``[start, end]``, clamped to [0, 1]. ``check``:
+    also check that ``s`` holds only 0 and 1 (CPU)."""
+    if _small_ops(s.device):
+        _tfp_np(s.numpy(), out.numpy(), base, starts, ends, scale, check)
+        return
     b, length, h, w = s.shape
     n = len(starts)
     counts = ends - starts + 1
@@ -278,16 +408,32 @@ def tfp(
         [0.5, 0.5, 0.5, 0.5]
     """
     window = _check_window(window)
-    s, batched = _check_spikes(spikes)
+    # a uint8 CPU input is checked to be binary by the kernel, frame by frame while each frame
+    # is in cache (the frames it does not read are checked here)
+    x0 = _to_tensor(spikes, "spikes")
+    defer = x0.dtype == torch.uint8 and x0.device.type == "cpu" and _small_ops(x0.device)
+    s, batched = _check_spikes(x0, defer=defer)
+    unchecked = defer and s.numel() > 0
     t = s.shape[1]
-    c = _resolve_centers(centers, t, "valid", lambda: _tfp_valid(t, window))
+    try:
+        c = _resolve_centers(centers, t, "valid", lambda: _tfp_valid(t, window))
+    except ShapeError:
+        if unchecked:
+            _binary_uint8(s, "spikes")
+        raise
     starts, ends = _tfp_bounds(c, window, t)
     if len(c):
         r0, r1 = int(starts.min()), int(ends.max())
-        s = s[:, r0 : r1 + 1]
     else:
-        r0 = 0
-    out = _tiled(lambda x, o: _tfp_core(x, o, r0, starts, ends, scale), s, len(c))
+        r0, r1 = 0, -1
+    if unchecked:
+        sn = s.numpy()
+        for part in (sn[:, :r0], sn[:, r1 + 1 :]):
+            if part.size and int(part.max()) > 1:
+                raise _nonbinary(int(part.max()))
+    if len(c):
+        s = s[:, r0 : r1 + 1]
+    out = _tiled(lambda x, o: _tfp_core(x, o, r0, starts, ends, scale, check=unchecked), s, len(c))
     return out if batched else out[0]
 
 
@@ -324,6 +470,84 @@ def _tfi_bounds(centers: np.ndarray, h: int | None, t: int | None) -> tuple[np.n
     return lo, hi
 
 
+def _tfi_np(
+    s: np.ndarray,
+    out: np.ndarray,
+    base: int,
+    centers: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    v: np.ndarray,
+) -> None:
+    """numpy form of :func:`_tfi_core` (CPU), bit-identical to it.
+
+    A forward scan keeps the index of the last spike (``max(state, r * S_r)``, relative frame
+    numbers, 0 = none) and stores it at each centre; a backward scan keeps ``L + 1 - `` the
+    index of the first spike after, and each output is finished as soon as the backward scan
+    passes its centre: clip both to the searched range, ``d = next - prev``, ``v / d``, and 0
+    where neither side has a spike (exactly where ``d`` is the largest possible). Streams of
+    up to 254 frames use uint8 indices (wrap-around arithmetic stays exact because every
+    interval is at most 255), longer ones int16/int32.
+    """
+    b, length, h, w = s.shape
+    n = len(centers)
+    if n == 0:
+        return
+    idt = np.uint8 if length + 1 <= 255 else (np.int16 if length + 2 < 32767 else np.int32)
+    c_rel = (centers - base + 1).tolist()  # relative frame numbers r = 1..L (0 = "no spike")
+    lo_rel, hi_rel = (lo - base + 1).tolist(), (hi - base + 1).tolist()
+    first_of: dict[int, int] = {}  # centre (relative) -> first output slot, for repeats
+    for i, c in enumerate(c_rel):
+        first_of.setdefault(c, i)
+    slots = {c: k for k, c in enumerate(first_of)}  # centre -> row of `prev`
+    prev = np.empty((b, len(slots), h, w), idt)
+    state = np.zeros((b, h, w), idt)
+    wbuf = np.empty((b, h, w), idt)
+    # forward: prev[c] = last spike at or before c
+    for r in range(min(lo_rel), max(c_rel) + 1):
+        np.multiply(s[:, r - 1], idt(r), out=wbuf)
+        np.maximum(state, wbuf, out=state)
+        k = slots.get(r)
+        if k is not None:
+            np.copyto(prev[:, k], state)
+    cst = np.empty((b, h, w), idt)
+    sum_ = np.empty((b, h, w), idt)
+    none = np.empty((b, h, w), np.bool_)
+    vb = v.astype(np.float32).reshape(b, 1, 1)
+    top = idt(length + 1)
+
+    def finish(c: int, rev: np.ndarray) -> None:
+        i = first_of[c]
+        lo_i, hi_i = lo_rel[i], hi_rel[i]
+        cst.fill(lo_i - 1)
+        np.maximum(prev[:, slots[c]], cst, out=sum_)  # prev' = max(prev, lo - 1)
+        cst.fill(length - hi_i)
+        np.maximum(rev, cst, out=cst)  # L + 1 - next', next' = min(next, hi + 1)
+        np.add(sum_, cst, out=sum_)
+        np.subtract(top, sum_, out=sum_)  # d = next' - prev' >= 1 (exact modulo 2**bits)
+        o = out[:, i]
+        np.divide(vb, sum_, out=o, dtype=np.float32)
+        np.equal(sum_, hi_i - lo_i + 2, out=none)  # the largest d: no spike on either side
+        if none.any():
+            np.putmask(o, none, np.float32(0.0))
+
+    # backward: state = L + 1 - first spike after c (0 = none); finish c at frame c + 1
+    r_top, r_to = max(hi_rel), min(c_rel) + 1
+    state.fill(0)
+    for c in first_of:
+        if c + 1 > r_top:  # nothing is searched after this centre
+            finish(c, state)
+    for r in range(r_top, r_to - 1, -1):
+        np.multiply(s[:, r - 1], idt(length + 1 - r), out=wbuf)
+        np.maximum(state, wbuf, out=state)
+        if r - 1 in first_of:
+            finish(r - 1, state)
+    for i, c in enumerate(c_rel):  # repeated centres
+        j = first_of[c]
+        if j != i:
+            out[:, i] = out[:, j]
+
+
 def _tfi_core(
     s: Tensor,
     out: Tensor,
@@ -336,6 +560,9 @@ def _tfi_core(
     """Fill ``out [B, N, H, W]`` with the TFI of ``s [B, L, H, W]`` (frames
     ``base ... base + L - 1``, covering every ``[lo, hi]``) at ``centers``; ``v`` is
     ``[B, 1, 1, 1]``."""
+    if _small_ops(s.device):
+        _tfi_np(s.numpy(), out.numpy(), base, centers, lo, hi, v.numpy().reshape(-1))
+        return
     b, length, h, w = s.shape
     n = len(centers)
     dev = s.device

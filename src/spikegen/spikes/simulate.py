@@ -260,6 +260,10 @@ def _as_float_tensor(x: object, name: str) -> Tensor:
 
 
 def _per_sample_value(v: float | Tensor, batch: int, name: str, device, dtype, *, positive: bool):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):  # fast path: no device checks
+        fv = float(v)
+        if math.isfinite(fv) and (fv > 0 if positive else fv >= 0):
+            return torch.full((batch, 1, 1), fv, device=device, dtype=dtype)
     if isinstance(v, Tensor):
         t = v.detach().to(device=device, dtype=dtype).reshape(-1)
         if t.numel() == 1:
@@ -275,6 +279,91 @@ def _per_sample_value(v: float | Tensor, batch: int, name: str, device, dtype, *
     if bool(bad.any()):
         raise ShapeError(f"{name} must be finite and {'> 0' if positive else '>= 0'}, got {v}")
     return t.view(batch, 1, 1)
+
+
+_BAD_INTENSITY = "intensity must be finite and >= 0 (light cannot be negative)"
+_IF_TILE = 1 << 16  # pixels per tile of the numpy kernel (its state and charge stay in L2)
+
+
+def _if_numpy(
+    x: Tensor,
+    static: bool,
+    q_all: Tensor | None,
+    scale: Tensor,
+    offset: Tensor | None,
+    unit: bool,
+    acc: Tensor,
+    out: Tensor,
+    dtype: torch.dtype,
+) -> None:
+    """Integrate-and-fire on the CPU with numpy (single-threaded, a few microseconds per op).
+
+    Per step ``a += q``; ``fired = a >= 1`` written straight into the uint8 output;
+    ``a -= fired`` (as a float 0/1 plane: numpy's masked ops are slow on random masks): the
+    same float arithmetic as the torch loop (``floor(a).clamp(0, 1)`` subtracted), so the
+    spikes and the state are bit-identical.
+    Static scenes are processed in tiles of rows, all steps per tile, so the state and the
+    charge stay in cache; a sequence is processed frame by frame (its frames stream once).
+    ``acc [B, H, W]`` is updated in place; ``out [B, T, H, W]`` is filled.
+    """
+    b, t_total, h, w = out.shape
+    if b * h * w == 0 or t_total == 0:
+        return
+    npd = np.float64 if dtype == torch.float64 else np.float32
+    one = npd(1.0)
+    a_all = acc.numpy()
+    o_all = out.numpy().view(np.bool_)
+    # (numpy's masked subtract is only fast on 1-D operands: every op below works on
+    # flattened contiguous rows of one sample)
+    if static:
+        q_np = q_all.detach().contiguous().numpy()
+        rows = max(1, min(h, _IF_TILE // max(1, w)))
+        for i in range(b):
+            for r in range(0, h, rows):
+                r1 = min(h, r + rows)
+                a = a_all[i, r:r1].reshape(-1).copy()
+                q = q_np[i, r:r1].reshape(-1).copy()
+                tmp = np.empty_like(a)
+                o = o_all[i, :, r:r1].reshape(t_total, -1)
+                for t in range(t_total):
+                    np.add(a, q, out=a)
+                    f = o[t]
+                    np.greater_equal(a, one, out=f)
+                    np.copyto(tmp, f)
+                    np.subtract(a, tmp, out=a)
+                a_all[i, r:r1] = a.reshape(r1 - r, w)
+        return
+    xs = x.detach()
+    if xs.dtype != dtype:
+        xs = xs.to(dtype)
+    x_np = xs.contiguous().numpy().reshape(b, t_total, h * w)
+    a2 = a_all.reshape(b, h * w)
+    o2 = o_all.reshape(b, t_total, h * w)
+    tmp = np.empty(h * w, npd)
+    if not unit:
+        sc = np.ascontiguousarray(np.broadcast_to(scale.detach().numpy(), (b, h, w))).reshape(b, -1)
+        off = None
+        if offset is not None:
+            off = np.ascontiguousarray(np.broadcast_to(offset.detach().numpy(), (b, h, w)))
+            off = off.reshape(b, -1)
+        q = np.empty(h * w, npd)
+    for t in range(t_total):
+        for i in range(b):
+            a = a2[i]
+            xt = x_np[i, t]
+            if not float(xt.min()) >= 0:  # NaN, -inf or negative (+inf: a non-finite state)
+                raise ShapeError(_BAD_INTENSITY)
+            if unit:
+                np.add(a, xt, out=a)
+            else:
+                np.multiply(xt, sc[i], out=q)
+                if off is not None:
+                    np.add(q, off[i], out=q)
+                np.add(a, q, out=a)
+            f = o2[i, t]
+            np.greater_equal(a, one, out=f)
+            np.copyto(tmp, f)
+            np.subtract(a, tmp, out=a)
 
 
 def integrate_and_fire(
@@ -358,10 +447,20 @@ def integrate_and_fire(
             )
         static = False
         b, t_total, h, w = x.shape
+    # One pass over the input: the minimum catches NaN, -inf and negative values. On the CPU
+    # (numpy kernel below) +inf is caught after the loop, where it leaves a non-finite state.
+    inf_checked = True
     if x.numel() > 0:
-        lo = x.amin()
-        if not bool(torch.isfinite(x).all()) or float(lo) < 0:
-            raise ShapeError("intensity must be finite and >= 0 (light cannot be negative)")
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
+            # checked frame by frame by the numpy kernel (each frame while it is in cache)
+            lo = 0.0
+            inf_checked = False
+        else:
+            lo = float(x.amin())
+            if not bool(torch.isfinite(x).all()):
+                lo = float("nan")
+        if not lo >= 0:
+            raise ShapeError(_BAD_INTENSITY)
 
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     dev = x.device
@@ -374,20 +473,29 @@ def integrate_and_fire(
             gen_dev = generator.device if generator is not None else dev
             acc = torch.rand((b, h, w), generator=generator, device=gen_dev, dtype=dtype).to(dev)
         elif init == "zero":
-            acc = torch.zeros((b, h, w), device=dev, dtype=dtype)
+            if dev.type == "cpu":
+                acc = torch.from_numpy(np.zeros((b, h, w), np.float64 if dtype == torch.float64 else np.float32))
+            else:
+                acc = torch.zeros((b, h, w), device=dev, dtype=dtype)
         else:
             raise ShapeError(f"init must be 'random', 'zero' or a tensor, got {init!r}")
     elif isinstance(init, (Tensor, np.ndarray)):
         a0 = _as_float_tensor(init, "init").to(device=dev, dtype=dtype)
         if a0.ndim == 4 and a0.shape[1] == 1:
             a0 = a0[:, 0]
-        try:
-            a0 = torch.broadcast_to(a0, (b, h, w))
-        except RuntimeError:
-            raise ShapeError(
-                f"init must broadcast to [B, H, W] = {[b, h, w]}, got shape {tuple(init.shape)}"
-            ) from None
-        acc = a0.clone().contiguous()
+        if dev.type == "cpu" and (tuple(a0.shape) == (b, h, w) or (b == 1 and tuple(a0.shape) == (h, w))):
+            # a numpy copy: a large torch op would wake torch's worker threads, whose spinning
+            # then competes with the single-threaded loop below on a busy machine
+            npd = np.float64 if dtype == torch.float64 else np.float32
+            acc = torch.from_numpy(np.array(a0.detach().reshape(b, h, w).numpy(), dtype=npd))
+        else:
+            try:
+                a0 = torch.broadcast_to(a0, (b, h, w))
+            except RuntimeError:
+                raise ShapeError(
+                    f"init must broadcast to [B, H, W] = {[b, h, w]}, got shape {tuple(init.shape)}"
+                ) from None
+            acc = a0.clone().contiguous()
     else:
         raise ShapeError(f"init must be 'random', 'zero' or a tensor, got {type(init).__name__}")
 
@@ -402,11 +510,38 @@ def integrate_and_fire(
     else:
         scale, offset, tstd = g / v, None, 0.0
 
-    out = torch.empty((b, t_total, h, w), dtype=torch.uint8, device=dev)
+    if dev.type != "cpu" or tstd > 0:
+        out = torch.empty((b, t_total, h, w), dtype=torch.uint8, device=dev)
     if static:
-        q_all = x[:, 0].to(dtype) * scale
-        if offset is not None:
-            q_all = q_all + offset
+        if dev.type == "cpu" and x.dtype == dtype:  # numpy: the same float ops, no torch threads
+            q_np = x.detach()[:, 0].numpy() * scale.numpy()
+            if offset is not None:
+                q_np = q_np + offset.numpy()
+            q_all = torch.from_numpy(np.ascontiguousarray(q_np))
+        else:
+            q_all = x[:, 0].to(dtype) * scale
+            if offset is not None:
+                q_all = q_all + offset
+    if dev.type == "cpu" and tstd == 0:
+        # numpy allocates large arrays on transparent huge pages: half the page-fault cost
+        out = torch.from_numpy(np.empty((b, t_total, h, w), dtype=np.uint8))
+        if offset is None and isinstance(v_th, (int, float)) and isinstance(gain, (int, float)):
+            npd = np.float64 if dtype == torch.float64 else np.float32
+            unit = bool(npd(gain) / npd(v_th) == 1)  # the same division as g / v
+        else:
+            unit = offset is None and bool((scale == 1).all())
+        _if_numpy(x, static, q_all if static else None, scale, offset, unit, acc, out, dtype)
+        # NaN and -inf were caught frame by frame (by the minimum); +inf leaves +inf behind
+        if not inf_checked and b * h * w and not float(acc.numpy().max()) < math.inf:
+            if not bool(torch.isfinite(x).all()):
+                raise ShapeError(_BAD_INTENSITY)
+        if not batched:
+            out = out[0]
+        if return_state:
+            return out, (acc if batched else acc[0])
+        return out
+    if not inf_checked and not bool(torch.isfinite(x).all()):
+        raise ShapeError(_BAD_INTENSITY)
     tstd_v = (tstd / v) if tstd > 0 else None
 
     # Fast path when the accumulator provably stays in [0, 2): then the spike is the integer
