@@ -26,7 +26,7 @@ from pathlib import Path
 
 from spikegen.errors import OutputExistsError
 
-__all__ = ["is_occupied", "claim_output"]
+__all__ = ["is_occupied", "claim_output", "share_files"]
 
 
 def is_occupied(path: str | os.PathLike) -> bool:
@@ -67,3 +67,14 @@ def claim_output(path: str | os.PathLike, *, overwrite: bool = False, folder: bo
         raise OutputExistsError(f"{parent}: is a file, so {p} cannot be written there")
     parent.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def share_files(path: str | os.PathLike) -> None:
+    """Give ``path`` (a file, or every file below a folder) the mode the umask allows
+    (``0666 & ~umask``): safetensors and ``mkstemp`` create files readable by their owner only,
+    which breaks weights shared between users."""
+    mask = os.umask(0)
+    os.umask(mask)
+    p = Path(path)
+    for f in ([p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()]):
+        os.chmod(f, 0o666 & ~mask)

@@ -389,3 +389,17 @@ def test_config_temperature_default_and_uncertainty_needs_noise():
     assert not torch.equal(a, c)
     out = m.sample(rgb=rgb, num_samples=3, generator=torch.Generator().manual_seed(3))
     assert float(out.std.max()) > 0  # several samples fall back to temperature 1
+
+
+def test_saved_weights_are_readable_by_others(model, tmp_path):
+    # safetensors creates 0600 files; shipped and shared weights must follow the umask
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "w")
+    finally:
+        os.umask(mask)
+    for f in (tmp_path / "w").rglob("*.safetensors"):
+        assert f.stat().st_mode & stat.S_IROTH, f

@@ -823,6 +823,9 @@ class SpikeGen(nn.Module):
         tmp = out / (CONFIG_NAME + ".tmp")
         tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, out / CONFIG_NAME)
+        from spikegen.outputs import share_files
+
+        share_files(out)  # safetensors writes 0600 files
         return out
 
     @classmethod

@@ -229,8 +229,11 @@ class VaeStage(Stage):
 
         vae = module.vae.eval()
         out.mkdir(parents=True, exist_ok=True)
+        from spikegen.outputs import share_files
+
         if self.decoder_only:
             vae.save_pretrained(str(out), safe_serialization=True)  # latent scale unchanged
+            share_files(out)
             return
         ds = self.build_dataset()
         n = min(len(ds), int(self.cfg["train"].get("scale_images", 64)))
@@ -240,6 +243,7 @@ class VaeStage(Stage):
         set_latent_scale(vae, estimate_latent_scale(vae, imgs), 0.0)
         out.mkdir(parents=True, exist_ok=True)
         vae.save_pretrained(str(out), safe_serialization=True)
+        share_files(out)  # safetensors writes 0600 files
 
 
 class SpikeGenStage(Stage):

@@ -2,6 +2,8 @@
 
 ``tiny/vae`` is the tiny-f8-d16 VAE and ``tiny/spikegen`` the tiny SpikeGen trained on these
 CPUs by the commands in the model card; they are the defaults of the CLI and the demo.
+``tiny-f4/vae`` is the tiny-f4-d16 autoencoder, the latent of the ``tiny`` preset from now on
+(:func:`default_vae("tiny-f4") <default_vae>`); SpikeGen weights on it ship beside it later.
 """
 
 from __future__ import annotations
