@@ -29,3 +29,11 @@ def test_shipped_spikegen_meets_the_quality_target_on_unseen_images(shared_data,
     assert res["weights"] == "shipped" and len(res["per_image"]) == 3 * 18
     assert psnr["spikegen-0.5"] >= psnr["blurry"] + 2.0, psnr
     assert psnr["spikegen-0.5"] >= psnr["tfp"] + 2.0, psnr
+
+
+def test_each_task_has_shipped_weights():
+    from spikegen.weights import TASKS, default_weights, task_weights
+
+    for task in TASKS:
+        p = task_weights(task)
+        assert (p / "config.json").is_file() and default_weights(task) == p

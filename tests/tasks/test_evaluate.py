@@ -185,7 +185,7 @@ def test_eval_reconstruct_spikegen_gets_the_tfp_row_and_the_centred_frames(tmp_p
                           "first": spikes[0, 0, 0, 0].item(), "last": spikes[0, -1, 0, 0].item()})
             return spikes.float().mean(1, keepdim=True).expand(-1, 3, -1, -1)
 
-    monkeypatch.setattr(spikegen.tasks.reconstruct, "load_default_model", lambda weights=None, device=None: Fake())
+    monkeypatch.setattr(spikegen.tasks.reconstruct, "load_default_model", lambda weights=None, device=None, task="deblur": Fake())
     root = tmp_path / "spk"
     (root / "spike").mkdir(parents=True)
     s = np.zeros((61, 32, 32), np.uint8)

@@ -168,7 +168,7 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
 
     Args:
         model: a :class:`spikegen.models.SpikeGen` (e.g. from
-            :func:`spikegen.tasks.reconstruct.load_default_model`).
+            :func:`spikegen.weights.load_default_model`).
         rgb: blurry image ``[3, H, W]`` or ``[B, 3, H, W]``, float in [0, 1].
         spikes: ``[T, H, W]`` or ``[B, T, H, W]`` of {0, 1} (any dtype).
         gamma: modality ratio in [0, 1] (0 = RGB only, 1 = spikes only).
@@ -292,7 +292,9 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
                 colour: str = "input", tile: int | None = 512,
                 tfp: bool = False, v_th: float = 1.0, gain: float | None = None, fps: float | None = None,
                 overwrite: bool = False, progress: bool = True, height: int | None = None, width: int | None = None,
-                flip: bool | None = None, raw_width: int | None = None, partial: str = "error") -> list[Path]:
+                flip: bool | None = None, raw_width: int | None = None, partial: str = "error",
+                start: int | str | None = None, end: int | str | None = None,
+                fps_camera: float | None = None) -> list[Path]:
     """Deblur an image file or a video (file or frame folder) guided by a spike file.
 
     Args:
@@ -314,6 +316,12 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         overwrite: replace existing outputs (otherwise an existing output raises before any work).
         height, width, flip, raw_width, partial: ``.dat`` reading (height/width default to the
             RGB size); see :func:`spikegen.spikes.io.open_spikes`.
+        start, end: use only spike frames ``start .. end - 1`` as the stream (the exposure of an
+            image; split over a video's frames): frame indices or times with units (``"10ms"``,
+            ``"0.5s"``), converted at ``fps_camera`` as :func:`spikegen.spikes.io.frame_range`
+            (start rounded down, end up, end exclusive).
+        fps_camera: the spike stream's frame rate (default: the file's ``fps`` metadata, else
+            20 000 Hz).
 
     Returns:
         The written paths (``OUT`` first).
@@ -368,14 +376,17 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
     if spikes.suffix.lower() == ".dat":
         height = size[0] if height is None else height
         width = size[1] if width is None else width
-    src = open_spikes(spikes, height=height, width=width, flip=flip, raw_width=raw_width, partial=partial)
+    src = open_spikes(spikes, height=height, width=width, flip=flip, raw_width=raw_width, partial=partial, fps=fps_camera)
+    t0, t1 = src.time_range(start, end, names=("--start", "--end"))
+    if (t0, t1) != (0, src.num_frames):
+        src = src.window(t0, t1)
     if (src.height, src.width) != size and not resize_spikes:
         raise ShapeError(f"{spikes}: spike frames are {src.height}x{src.width} but {rgb} is {size[0]}x{size[1]} "
                          "(height x width); pass --resize-spikes to resize the spikes (nearest neighbour)")
     if model is None:
-        from spikegen.tasks.reconstruct import load_default_model
+        from spikegen.weights import load_default_model
 
-        model = load_default_model(weights)
+        model = load_default_model(weights, task="deblur")
     n_fixed = frames if frames is not None else expected_spike_frames(model)
     g = torch.Generator().manual_seed(int(seed))
 
@@ -385,7 +396,7 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         s = match_spike_size(s, size, resize=resize_spikes, where=str(spikes), rgb_where=str(rgb))
         res = deblur_image(model, img, s, gamma=gamma, samples=samples, steps=steps, temperature=temperature,
                            generator=g, frames=None, colour=colour, tile=tile, progress=tick)
-        res.frames = (a, b)
+        res.frames = (a + t0, b + t0)
         ref = None
         if tfp:
             ref = (s.float().mean(0, keepdim=True) * (v_th / gain)).clamp(0, 1)

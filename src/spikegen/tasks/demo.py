@@ -109,9 +109,10 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     model = None
     use_weights = weights is not None or has_default_weights()
     if use_weights:
-        from spikegen.tasks.reconstruct import load_default_model
+        from spikegen.weights import load_default_model
 
-        model = load_default_model(weights)
+        model = load_default_model(weights, task="deblur")
+        rec_model = load_default_model(weights, task="reconstruct")
         from spikegen.tasks.deblur import deblur_image
 
         for gamma in (0.0, 0.5, 1.0):
@@ -151,7 +152,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
-            model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=real_imgs["real: TFP (41 frames)"])
+            rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=real_imgs["real: TFP (41 frames)"])
     from spikegen.metrics import brisque, niqe
 
     for name, img in real_imgs.items():

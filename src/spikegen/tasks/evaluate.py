@@ -256,8 +256,9 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{busy[0]}: exists; pass --overwrite to replace the results in {out_dir}")
 
 
-def _load_model(methods: list[Method], weights: str | os.PathLike | None, warn: Callable[[str], None]):
-    """(model or None, methods to run, skipped names)."""
+def _load_model(methods: list[Method], weights: str | os.PathLike | None, warn: Callable[[str], None],
+                task: str = "deblur"):
+    """(model or None, methods to run, skipped names); by default the shipped weights of ``task``."""
     sg = [m for m in methods if m.kind == "spikegen"]
     if not sg:
         return None, methods, []
@@ -270,7 +271,7 @@ def _load_model(methods: list[Method], weights: str | os.PathLike | None, warn: 
         return None, [m for m in methods if m.kind != "spikegen"], skipped
     from spikegen.tasks.reconstruct import load_default_model
 
-    return load_default_model(weights), methods, []
+    return load_default_model(weights, task=task), methods, []
 
 
 def _safe(name: str) -> str:
@@ -665,7 +666,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         raise SpikeFileError(f"{data / 'gt'}: missing; eval reconstruct needs a ground-truth image per .dat "
                              "(use eval real for captures without ground truth)")
     n = len(ds) if limit is None else min(len(ds), int(limit))
-    model, ms, skipped = _load_model(ms, weights, warn)
+    model, ms, skipped = _load_model(ms, weights, warn, task="reconstruct")
     img_dir = out_dir / "images"
     rows: list[dict[str, Any]] = []
     figs: list[tuple[str, list[list[tuple[str, str]]]]] = []
@@ -779,7 +780,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
     if not files:
         raise SpikeFileError(f"--data {data}: no spike files ({', '.join(SPIKE_SUFFIXES)}) found")
     files = files if limit is None else files[: int(limit)]
-    model, ms, skipped = _load_model(ms, weights, warn)
+    model, ms, skipped = _load_model(ms, weights, warn, task="reconstruct")
     img_dir = out_dir / "images"
     rows: list[dict[str, Any]] = []
     figs: list[tuple[str, list[list[tuple[str, str]]]]] = []

@@ -3,6 +3,12 @@
 One frame (``frame=N``, default the middle) is written as a PNG. With ``all_frames=True`` the
 file is streamed in blocks, so memory stays bounded whatever the recording's length, and the
 frames go to an MP4 (``.mp4`` output) or a folder of PNGs (any other output path).
+
+``start`` / ``end`` (frames or times, e.g. ``"10ms"``, ``"0.5s"``) cut the stream first: only
+frames ``start .. end - 1`` are read and used, as if the file held only them (windows near the
+cut are truncated as at the file's ends); outputs keep the file's frame numbers. A Bayer stream
+(``cfa``, default: a packed ``.npz``'s ``cfa`` metadata) gives colour TFP / TFI: the mosaic's
+reconstruction demosaicked bilinearly (:mod:`spikegen.spikes.cfa`).
 """
 
 from __future__ import annotations
@@ -50,20 +56,44 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
             yield c, fr
 
 
-def load_default_model(weights: str | os.PathLike | None = None, device: str | torch.device | None = None):
-    """The SpikeGen model from ``weights`` or, by default, the shipped tiny weights."""
-    from spikegen.models import SpikeGen
-    from spikegen.weights import default_weights
+def load_default_model(weights: str | os.PathLike | None = None, device: str | torch.device | None = None,
+                       *, task: str = "deblur"):
+    """The SpikeGen model from ``weights`` or, by default, the shipped weights of ``task``
+    (see :func:`spikegen.weights.load_default_model`, where this lives; kept here for callers
+    of the old name)."""
+    from spikegen.weights import load_default_model as load
 
-    path = Path(weights) if weights is not None else default_weights()
-    return SpikeGen.from_pretrained(path, device=device).eval()
+    return load(weights, device, task=task)
+
+
+def _cfa_pattern(cfa: str | None, src, method: str) -> str | None:
+    """The Bayer pattern to demosaic with: ``cfa``, else the file's ``cfa`` metadata; None: gray."""
+    from spikegen.spikes.cfa import check_pattern
+
+    given = cfa is not None
+    if given and str(cfa).lower() == "none":
+        return None
+    p = cfa if given else (getattr(src, "meta", None) or {}).get("cfa")
+    if p is None:
+        return None
+    try:
+        p = check_pattern(p)
+    except SpikeGenError as exc:
+        where = "--cfa" if given else f"the cfa metadata of '{src.path}'"
+        raise SpikeGenError(f"{where}: {exc}") from None
+    if method == "spikegen":
+        if given:
+            raise SpikeGenError("--cfa works with --method tfp or tfi (SpikeGen reconstructs gray)")
+        return None
+    return p
 
 
 def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, method: str = "tfp", window: int = 41,
                      frame: int | None = None, all_frames: bool = False, stride: int = 1, v_th: float = 1.0,
                      scale: float | None = None, fps: float = 30.0, weights: str | os.PathLike | None = None,
                      gamma: float = 0.5, steps: int = 25, overwrite: bool = False, progress: bool = True,
-                     **open_kwargs) -> Path:
+                     start: int | str | None = None, end: int | str | None = None, fps_camera: float | None = None,
+                     cfa: str | None = None, **open_kwargs) -> Path:
     """Reconstruct one frame (PNG) or every ``stride``-th frame (MP4 or PNG folder).
 
     Args:
@@ -74,6 +104,15 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             their TFP standing in for the RGB input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
         window: TFP window / TFI search range (2 x half) / SpikeGen input frames.
+        start, end: use only frames ``start .. end - 1``: frame indices or times with units
+            (``"10ms"``, ``"0.5s"``), converted at ``fps_camera`` as
+            :func:`spikegen.spikes.io.frame_range` (start rounded down, end up). ``frame`` (an
+            absolute frame index) must lie in the range; its default is the range's middle.
+        fps_camera: the spike stream's frame rate (default: the file's ``fps`` metadata, else
+            20 000 Hz).
+        cfa: Bayer pattern of the upright frames (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``) for
+            colour TFP / TFI; default the ``cfa`` of a packed ``.npz``'s metadata; ``"none"``:
+            gray even when the file names a pattern. Not with ``spikegen``.
 
     Returns:
         The written path.
@@ -91,18 +130,23 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     image_out = output.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
     if not all_frames and not image_out:
         raise SpikeGenError(f"{output}: one frame is written as an image (.png); use --all for .mp4 or a folder")
-    src = open_spikes(file, **open_kwargs)
+    full = open_spikes(file, fps=fps_camera, **open_kwargs)
+    a, b = full.time_range(start, end, names=("--start", "--end"))
+    src = full if (a, b) == (0, full.num_frames) else full.window(a, b)
     n = src.num_frames
+    pattern = _cfa_pattern(cfa, full, method)
     if window > n and method != "tfi":  # (TFI's window is a search range: any length works)
-        raise SpikeGenError(f"--window {window} is longer than the stream ({n} frames)")
+        what = "the stream" if src is full else f"the selected frames {a}..{b - 1}"
+        raise SpikeGenError(f"--window {window} is longer than {what} ({n} frames)")
+    if frame is not None and not a <= int(frame) < b:
+        where = f"the stream of {n} frames" if src is full else f"the selected frames {a}..{b - 1}"
+        raise SpikeGenError(f"--frame {frame} is outside {where}")
     claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
     scale = 1.0 if scale is None else float(scale)
-    model = load_default_model(weights) if method == "spikegen" else None
+    model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
 
     if not all_frames:
-        c = n // 2 if frame is None else int(frame)
-        if not 0 <= c < n:
-            raise SpikeGenError(f"--frame {c} is outside the stream of {n} frames")
+        c = n // 2 if frame is None else int(frame) - a
         if method == "spikegen":
             _, img = next(_frames_spikegen(src, model, window, [c], gamma=gamma, steps=steps, batch=1, seed=0))
         else:
@@ -111,6 +155,14 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             spikes = torch.from_numpy(src.read(lo, hi))
             from spikegen.spikes.reconstruct import tfi, tfp
 
+            if pattern is not None:
+                from spikegen.spikes.cfa import tfi_color, tfp_color
+
+                if method == "tfp":
+                    img = tfp_color(spikes, window, pattern, centers=[c - lo], scale=scale)[0]
+                else:
+                    img = tfi_color(spikes, pattern, v_th=v_th, centers=[c - lo], max_half_window=half)[0]
+                return save_image(output, img.clamp(0, 1), overwrite=True)
             if method == "tfp":
                 img = tfp(spikes, window, centers=[c - lo], scale=scale)[0]
             else:
@@ -128,16 +180,24 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
 
         bar = tqdm(total=len(centers), desc=f"{method} {Path(file).name}", unit="frame", dynamic_ncols=True)
     norm = v_th if method == "tfi" else 1.0
+    if pattern is not None:
+        from spikegen.spikes.cfa import demosaic_bilinear
+
+        def image(fr: torch.Tensor) -> torch.Tensor:
+            return (demosaic_bilinear(fr, pattern) / norm).clamp(0, 1)
+    else:
+        def image(fr: torch.Tensor) -> torch.Tensor:
+            return (fr / norm).clamp(0, 1)[None]
     if output.suffix.lower() == ".mp4":
         with VideoWriter(output, fps=fps, overwrite=True) as vw:
             for _, fr in frames:
-                vw.write((fr / norm).clamp(0, 1)[None])
+                vw.write(image(fr))
                 if bar is not None:
                     bar.update(1)
     else:
         output.mkdir(parents=True, exist_ok=True)
         for t, fr in frames:
-            save_image(output / f"frame_{t:06d}.png", (fr / norm).clamp(0, 1)[None], overwrite=True)
+            save_image(output / f"frame_{t + a:06d}.png", image(fr), overwrite=True)
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -8,6 +8,7 @@ CPUs by the commands in the model card; they are the defaults of the CLI and the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from spikegen.errors import CheckpointError
@@ -15,8 +16,50 @@ from spikegen.errors import CheckpointError
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
 
+#: The tasks that have (or will have) their own fine-tuned weights, as the paper fine-tunes per
+#: task: ``deblur`` (deblur, eval deblur, demo, nvs restore) and ``reconstruct`` (reconstruct
+#: --method spikegen, eval reconstruct / real, the demo's real capture).
+TASKS = ("deblur", "reconstruct")
+
+#: Weight sets searched for a task, best first: a set's ``<task>/`` fine-tune, else its shared
+#: ``spikegen/`` weights.
+WEIGHT_SETS = ("tiny-f4", "tiny")
+
+
+def task_weights(task: str) -> Path:
+    """Folder of the shipped SpikeGen weights for ``task`` (``"deblur"`` or ``"reconstruct"``).
+
+    Task fine-tunes (``weights/<set>/<task>/``) come first, then each set's shared
+    ``spikegen/`` weights, in the order of :data:`WEIGHT_SETS`.
+
+    Example:
+        >>> task_weights("deblur").name in ("deblur", "spikegen")
+        True
+    """
+    if task not in TASKS:
+        raise CheckpointError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    cands = [WEIGHTS_DIR / s / task for s in WEIGHT_SETS] + [WEIGHTS_DIR / s / "spikegen" for s in WEIGHT_SETS]
+    for c in cands:
+        if (c / "config.json").is_file():
+            return c
+    raise CheckpointError(f"no shipped SpikeGen weights for {task} in {WEIGHTS_DIR}; pass --weights DIR "
+                          "(a folder written by SpikeGen.save_pretrained or `spikegen train`)")
+
+
+def load_default_model(weights: str | os.PathLike | None = None, device=None, *, task: str = "deblur"):
+    """A :class:`~spikegen.models.SpikeGen` in eval mode from ``weights`` or, by default, the
+    shipped weights of ``task`` (:func:`task_weights`)."""
+    from spikegen.models import SpikeGen
+
+    path = Path(weights) if weights is not None else task_weights(task)
+    return SpikeGen.from_pretrained(path, device=device).eval()
+
+
 def default_weights(name: str = "tiny") -> Path:
-    """Folder of the shipped SpikeGen weights ``name`` (``save_pretrained`` layout)."""
+    """Folder of the shipped SpikeGen weights ``name`` (``save_pretrained`` layout): a weight
+    set (``"tiny"``) or a task (``"deblur"``, ``"reconstruct"``; see :func:`task_weights`)."""
+    if name in TASKS:
+        return task_weights(name)
     path = WEIGHTS_DIR / name / "spikegen"
     if not (path / "config.json").is_file():
         raise CheckpointError(
@@ -34,4 +77,11 @@ def default_vae(name: str = "tiny") -> Path:
 
 
 def has_default_weights(name: str = "tiny") -> bool:
+    """Whether the shipped weights ``name`` (a set or a task) are installed."""
+    if name in TASKS:
+        try:
+            task_weights(name)
+        except CheckpointError:
+            return False
+        return True
     return (WEIGHTS_DIR / name / "spikegen" / "config.json").is_file()
