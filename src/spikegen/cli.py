@@ -24,6 +24,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("spikegen")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            v = "unknown (not installed)"
+        typer.echo(f"spikegen {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Spike-camera toolkit and SpikeGen: read, simulate, reconstruct, deblur, evaluate."""
+
+
 # Options shared by every command that reads a PKU .dat file.
 Height = Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat file (default: 250); checked against an .npz.")]
 Width = Annotated[Optional[int], typer.Option("--width", help="Frame width of a .dat file (default: 400); checked against an .npz.")]
@@ -31,6 +50,11 @@ RawWidth = Annotated[Optional[int], typer.Option("--raw-width", help="Stored row
 NoFlip = Annotated[bool, typer.Option("--no-flip", help="Do not flip rows (the stored .dat frame is upside down by default).")]
 Partial = Annotated[bool, typer.Option("--drop-partial", help="Read only the whole frames of a .dat whose size is not a whole number of frames.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+# Frame ranges with units (spikegen.spikes.io.frame_range): frames, or times at the file's fps.
+Start = Annotated[Optional[str], typer.Option("--start", help="First frame: a frame index (200) or a time (10ms, 0.5s; rounded down to a frame) at the file's fps. (default: 0)")]
+End = Annotated[Optional[str], typer.Option("--end", help="Stop before this frame: an index or a time (rounded up; end exclusive). (default: the end of the file)")]
+FpsCamera = Annotated[Optional[float], typer.Option("--fps-camera", help="Frame rate of the spike stream in Hz, for --start/--end times (default: the .npz metadata's fps, else 20000, the Vidar cameras).")]
+CfaOpt = Annotated[Optional[str], typer.Option("--cfa", help="Bayer pattern of a colour spike stream, upright: RGGB, BGGR, GRBG or GBRG.")]
 
 
 def _dat_kwargs(height: Optional[int], width: Optional[int], raw_width: Optional[int], no_flip: bool,
@@ -77,11 +101,24 @@ def info(
     raw_width: RawWidth = None,
     no_flip: NoFlip = False,
     drop_partial: Partial = False,
+    fps: Annotated[Optional[float], typer.Option("--fps", "--fps-camera", help="Frame rate of the stream in Hz (default: the .npz metadata's fps, else 20000, the Vidar cameras).")] = None,
+    start: Start = None,
+    end: End = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (numbers, not text).")] = False,
 ) -> None:
-    """Frames, size, mean firing rate and a per-frame rate summary of a spike file."""
-    from spikegen.tasks.toolkit import spike_file_summary
+    """Frames, size, duration, fps, mean firing rate and a per-frame rate summary of a spike file."""
+    from spikegen.tasks.toolkit import spike_file_report, spike_file_summary
 
-    summary = spike_file_summary(file, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial))
+    _need("--fps", fps, above=0)
+
+    kw = dict(fps=fps, start=start, end=end, names=("--start", "--end"),
+              **_dat_kwargs(height, width, raw_width, no_flip, drop_partial))
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(spike_file_report(file, **kw), indent=2))
+        return
+    summary = spike_file_summary(file, **kw)
     for key, value in summary.items():
         typer.echo(f"{key:>18}: {value}")
 
@@ -97,6 +134,8 @@ def simulate(
     interp: Annotated[int, typer.Option(help="Temporal up-sampling of video frames by linear interpolation.")] = 1,
     coverage: Annotated[float, typer.Option(help="Photon sampling: fraction of pixels drawn per frame.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    cfa: Annotated[Optional[str], typer.Option("--cfa", help="Simulate a Bayer colour sensor (RGGB, BGGR, GRBG or GBRG, of the upright frames) from the colour input; recorded in an .npz (a .dat cannot store it).")] = None,
+    fps_camera: Annotated[Optional[float], typer.Option("--fps-camera", help="Frame rate of the simulated camera in Hz, recorded in an .npz. (default: 20000)")] = None,
     no_flip: NoFlip = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -109,10 +148,12 @@ def simulate(
     _need("--interp", interp, lo=1)
     _need("--coverage", coverage, above=0, hi=1)
     _need_seed(seed)
+    _need("--fps-camera", fps_camera, above=0)
 
     n, h, w, rate = simulate_file(
         input, output, method=method, v_th=vth, gain=gain, frames=frames, interp=interp,
-        coverage=coverage, seed=seed, flip=not no_flip, overwrite=overwrite,
+        coverage=coverage, seed=seed, flip=not no_flip, overwrite=overwrite, cfa=cfa, fps=fps_camera,
+        warn=lambda m: _echo(f"warning: {m}"),
     )
     typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
     if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
@@ -132,6 +173,10 @@ def reconstruct(
     scale: Annotated[Optional[float], typer.Option(help="TFP: multiply the firing rate by this (default 1; 1/0.6 for Spk2ImgNet-style data).")] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of an MP4 output.")] = 30.0,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
+    start: Start = None,
+    end: End = None,
+    fps_camera: FpsCamera = None,
+    cfa: Annotated[Optional[str], typer.Option("--cfa", help="Bayer pattern (RGGB, BGGR, GRBG, GBRG; upright) for colour TFP/TFI, or none for gray. (default: the .npz metadata's cfa, else gray)")] = None,
     height: Height = None,
     width: Width = None,
     raw_width: RawWidth = None,
@@ -139,7 +184,7 @@ def reconstruct(
     drop_partial: Partial = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Reconstruct images from a spike stream (TFP, TFI or SpikeGen)."""
+    """Reconstruct images from a spike stream (TFP, TFI or SpikeGen); --start/--end select frames or times."""
     from spikegen.tasks.reconstruct import reconstruct_file
 
     _need("--window", window, lo=1)
@@ -148,10 +193,12 @@ def reconstruct(
     _need("--vth", vth, above=0)
     _need("--scale", scale, above=0)
     _need("--fps", fps, above=0)
+    _need("--fps-camera", fps_camera, above=0)
 
     written = reconstruct_file(
         file, output, method=method, window=window, frame=frame, all_frames=all_frames, stride=stride,
         v_th=vth, scale=scale, fps=fps, weights=weights, overwrite=overwrite,
+        start=start, end=end, fps_camera=fps_camera, cfa=cfa,
         **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
     typer.echo(f"wrote {written}")
@@ -166,7 +213,7 @@ def blur(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Overwrite = False,
 ) -> None:
-    """Motion-blur an image with the pretraining kernel bank (DESIGN.md section 2)."""
+    """Motion-blur an image with the pretraining kernel bank (8 random 40x40 line kernels, +-30 degrees; docs/simulation.md)."""
     from spikegen.tasks.toolkit import blur_file
 
     _need("--kernels", kernels, lo=1)
@@ -201,10 +248,13 @@ def deblur(
     raw_width: RawWidth = None,
     no_flip: NoFlip = False,
     drop_partial: Partial = False,
+    start: Annotated[Optional[str], typer.Option("--start", help="First spike frame used: an index or a time (10ms, 0.5s; rounded down) at the spike file's fps. (default: 0)")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="Stop before this spike frame: an index or a time (rounded up; exclusive). (default: the end)")] = None,
+    fps_camera: FpsCamera = None,
     overwrite: Overwrite = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
 ) -> None:
-    """Deblur an image or a video with SpikeGen, guided by its spike stream."""
+    """Deblur an image or a video with SpikeGen, guided by its spike stream (or the part --start/--end select)."""
     from spikegen.tasks.deblur import deblur_file
 
     _need("--gamma", gamma, lo=0, hi=1)
@@ -217,11 +267,13 @@ def deblur(
     _need("--vth", vth, above=0)
     _need("--gain", gain, above=0)
     _need("--fps", fps, above=0)
+    _need("--fps-camera", fps_camera, above=0)
 
     written = deblur_file(
         rgb, spikes, output, weights=weights, gamma=gamma, samples=samples, steps=steps, seed=seed,
         temperature=temperature, colour=colour, tile=tile or None, frames=frames, resize_spikes=resize_spikes, tfp=tfp, v_th=vth, gain=gain, fps=fps,
-        overwrite=overwrite, progress=not no_progress, **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
+        overwrite=overwrite, progress=not no_progress, start=start, end=end, fps_camera=fps_camera,
+        **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
@@ -261,6 +313,7 @@ def eval_(
     report_images: Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")] = 3,
     overwrite: Overwrite = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results.json's content as one JSON document on stdout (messages go to stderr).")] = False,
 ) -> None:
     """Evaluate methods by the paper's protocols; writes tables and an HTML report."""
     from spikegen.tasks.evaluate import TASKS, run_eval
@@ -288,6 +341,15 @@ def eval_(
                                  interp=interp, rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames, centers=centers,
                                  colour=colour,
                                  height=height, width=width).items() if v is not None}
+    if json_out:
+        import contextlib
+        import json
+
+        with contextlib.redirect_stdout(sys.stderr):  # stray prints must not corrupt the document
+            result = run_eval(task, data, output, **common, **opt)
+        _echo(f"wrote {Path(output) / 'results.json'}, results.csv, results.md; open {Path(output) / 'report.html'}")
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
     result = run_eval(task, data, output, **common, **opt)
     from spikegen.report import markdown_table
     from spikegen.tasks.evaluate import display_rows
@@ -501,11 +563,11 @@ def view(
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.mp4, OUT.gif or a folder of PNG frames.")],
     tfp: Annotated[Optional[int], typer.Option("--tfp", help="Also show the TFP of W frames around each frame, side by side.")] = None,
     tfp_scale: Annotated[Optional[float], typer.Option("--tfp-scale", help="TFP display gain (default: the first block's 99.5th percentile -> white).")] = None,
-    start: Annotated[int, typer.Option(help="First frame shown.")] = 0,
-    end: Annotated[Optional[int], typer.Option(help="Stop before this frame (default: the end of the file).")] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="First frame shown: an index or a time (10ms, 0.5s; rounded down) at --fps-camera. (default: 0)")] = None,
+    end: Annotated[Optional[str], typer.Option("--end", help="Stop before this frame: an index or a time (rounded up; exclusive). (default: the end of the file)")] = None,
     every: Annotated[int, typer.Option(help="Show one frame in K.")] = 1,
     fps: Annotated[float, typer.Option(help="Frame rate of the video file.")] = 30.0,
-    fps_camera: Annotated[float, typer.Option("--fps-camera", help="Camera frame rate in Hz, for the time stamp.")] = 20000.0,
+    fps_camera: Annotated[Optional[float], typer.Option("--fps-camera", help="Camera frame rate in Hz, for the time stamps and --start/--end times (default: the .npz metadata's fps, else 20000).")] = None,
     zoom: Annotated[int, typer.Option(help="Integer up-scaling of the frames (nearest).")] = 1,
     height: Height = None,
     width: Width = None,
@@ -518,8 +580,12 @@ def view(
     """Raw spike frames as a video (MP4, GIF or PNGs), stamped with frame index and time."""
     from spikegen.tasks.view import view_file
 
+    for flag, value, kw in (("--tfp", tfp, dict(lo=1)), ("--tfp-scale", tfp_scale, dict(above=0)), ("--every", every, dict(lo=1)),
+                            ("--fps", fps, dict(above=0)), ("--fps-camera", fps_camera, dict(above=0)), ("--zoom", zoom, dict(lo=1))):
+        _need(flag, value, **kw)
+
     r = view_file(
-        file, output, start=start, end=end, every=every, tfp_window=tfp, tfp_scale=tfp_scale, fps=fps,
+        file, output, start=start if start is not None else 0, end=end, every=every, tfp_window=tfp, tfp_scale=tfp_scale, fps=fps,
         fps_camera=fps_camera, zoom=zoom, overwrite=overwrite, progress=not no_progress,
         **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )

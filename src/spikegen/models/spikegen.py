@@ -855,6 +855,9 @@ class SpikeGen(nn.Module):
         from safetensors.torch import load_file
 
         src = Path(directory)
+        if src.is_file():
+            raise CheckpointError(f"{src}: is a file; SpikeGen weights are a folder (config.json + {WEIGHTS_NAME} "
+                                  "+ vae/), as written by save_pretrained or `spikegen train`: give the folder")
         if not src.is_dir():
             raise CheckpointError(f"{src}: no such checkpoint folder")
         cfg_path, w_path = src / CONFIG_NAME, src / WEIGHTS_NAME

@@ -339,7 +339,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.unwrapped, self.step)
             last = parts
-            if self.step % int(lc["every"]) == 0 or self.step == total:
+            # step 1 too: a run without a progress bar shows it is alive at once
+            if self.step % int(lc["every"]) == 0 or self.step == total or self.step == 1:
                 rate = samples / max(time.perf_counter() - t0, 1e-9)
                 t0, samples = time.perf_counter(), 0
                 row = {"step": self.step, "lr": lr, **parts, "samples_per_s": rate,
