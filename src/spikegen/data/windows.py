@@ -3,11 +3,12 @@
 :class:`SpikeWindows` is a ``torch.utils.data.Dataset`` over one or many recordings (PKU
 ``.dat``, this project's packed ``.npz``, or plain ``.npz`` / ``.npy``). Sample ``i`` is a window
 of ``window`` consecutive frames; windows start every ``stride`` frames. Only the frames of the
-window are read: a ``.dat`` file is read at the window's byte range (:class:`spikegen.spikes.io.DatFile`),
-an uncompressed packed ``.npz`` (the default of :func:`spikegen.spikes.io.save_spikes`) at the
-byte range of its packed bits, so memory per sample is about the window whatever the file size.
-Compressed or plain (unpacked) ``.npz`` / ``.npy`` files cannot be read in part: they are opened
-with :func:`spikegen.spikes.io.open_spikes`, which loads them whole, once per data-loader worker.
+window are read, through :func:`spikegen.spikes.io.open_spikes`: a ``.dat`` file at the window's
+byte range (:class:`spikegen.spikes.io.DatFile`), an uncompressed packed ``.npz`` (the default of
+:func:`spikegen.spikes.io.save_spikes`) at the byte range of its packed bits
+(:class:`spikegen.spikes.io.NpzSpikes`), so memory per sample is about the window whatever the
+file size. Compressed or plain (unpacked) ``.npz`` / ``.npy`` files cannot be read in part: they
+are loaded whole, once per data-loader worker.
 
 Files are opened lazily, in the process that reads them (each data-loader worker opens its
 own; the dataset pickles without any reader or loaded array).
@@ -31,11 +32,8 @@ from __future__ import annotations
 
 import bisect
 import inspect
-import json
 import os
 import re
-import struct
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,105 +56,13 @@ SPIKE_SUFFIXES = (".dat", ".npz", ".npy")
 
 
 # --------------------------------------------------------------------------------------------
-# a partial reader of packed .npz files
+# readers
 # --------------------------------------------------------------------------------------------
 
 
-class _NotPartial(Exception):
-    """The file cannot be read in part: fall back to open_spikes."""
-
-
-class _PackedNpzReader:
-    """Reads frame ranges of an *uncompressed* packed ``.npz`` (see :func:`save_spikes`) from
-    the byte range of its ``bits`` member, without loading the file.
-
-    Same frames, flip convention and checks as :class:`spikegen.spikes.io.NpzSpikes`. No file
-    handle is kept between reads.
-    """
-
-    def __init__(self, path: Path, flip: bool | None, height: int | None, width: int | None) -> None:
-        from spikegen.spikes.io import PACKED_FORMAT, PACKED_VERSION
-
-        self.path = path
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = set(zf.namelist())
-                if names != {"bits.npy", "meta.npy"}:
-                    raise _NotPartial
-                with zf.open("meta.npy") as f:
-                    meta_arr = np.lib.format.read_array(f, allow_pickle=False)
-                info = zf.getinfo("bits.npy")
-                if info.compress_type != zipfile.ZIP_STORED:
-                    raise _NotPartial
-                with zf.open(info) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                    elif version == (2, 0):
-                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                    else:
-                        raise _NotPartial
-                    header_len = f.tell()
-            with open(path, "rb") as fh:
-                fh.seek(info.header_offset)
-                local = fh.read(30)
-        except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
-            raise SpikeFileError(f"cannot read spike file '{path}' as .npz: {exc}") from None
-        if local[:4] != b"PK\x03\x04":
-            raise _NotPartial
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        self.offset = info.header_offset + 30 + name_len + extra_len + header_len
-        try:
-            meta = json.loads(np.asarray(meta_arr, dtype=np.uint8).tobytes().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise _NotPartial from None  # let open_spikes give its error
-        if not isinstance(meta, dict) or meta.get("format") != PACKED_FORMAT:
-            raise _NotPartial
-        if int(meta.get("version", 0)) > PACKED_VERSION or meta.get("bitorder", "little") != "little":
-            raise _NotPartial
-        try:
-            T, H, W = (int(meta[k]) for k in ("num_frames", "height", "width"))
-        except (KeyError, TypeError, ValueError):
-            raise _NotPartial from None
-        need = (T * H * W + 7) // 8
-        if dtype != np.uint8 or len(shape) != 1 or shape[0] != need or fortran:
-            raise SpikeFileError(
-                f"spike file '{path}' is corrupt: 'bits' holds {shape} {dtype}, expected {need} "
-                f"uint8 bytes for {T}x{H}x{W}"
-            )
-        for name, want, got in (("height", height, H), ("width", width, W)):
-            if want is not None and int(want) != got:
-                raise SpikeFileError(
-                    f"spike file '{path}' holds {H}x{W} frames, but {name}={want} was given "
-                    f"(the size of .npz/.npy files is read from the file)"
-                )
-        self.meta = meta
-        self.num_frames, self.height, self.width = T, H, W
-        self.flip = bool(meta.get("flip", False)) if flip is None else bool(flip)
-
-    def read(self, t0: int, t1: int) -> np.ndarray:
-        hw = self.height * self.width
-        b0, b1 = t0 * hw, t1 * hw
-        byte0, byte1 = b0 // 8, (b1 + 7) // 8
-        buf = np.empty(byte1 - byte0, np.uint8)
-        with open(self.path, "rb", buffering=0) as fh:
-            fh.seek(self.offset + byte0)
-            mv, got = memoryview(buf), 0
-            while got < len(buf):
-                r = fh.readinto(mv[got:])
-                if not r:
-                    raise SpikeFileError(f"spike file '{self.path}' is truncated")
-                got += r
-        skip = b0 - 8 * byte0
-        bits = np.unpackbits(buf, count=skip + (b1 - b0), bitorder="little")
-        out = bits[skip:].reshape(t1 - t0, self.height, self.width)
-        if self.flip:
-            out = out[:, ::-1]
-        return np.ascontiguousarray(out)
-
-
 class _OpenSpikesReader:
-    """Any reader of :func:`spikegen.spikes.io.open_spikes` (``.dat``: partial reads)."""
+    """Any reader of :func:`spikegen.spikes.io.open_spikes`: ``.dat`` and uncompressed packed
+    ``.npz`` files are read in part (only a window's bytes), others are loaded whole."""
 
     def __init__(self, path: Path, kwargs: dict) -> None:
         from spikegen.spikes.io import open_spikes
@@ -169,11 +75,6 @@ class _OpenSpikesReader:
 
 
 def _open_reader(path: Path, kwargs: dict):
-    if path.suffix.lower() == ".npz" and kwargs.get("key") is None:
-        try:
-            return _PackedNpzReader(path, kwargs.get("flip"), kwargs.get("height"), kwargs.get("width"))
-        except _NotPartial:
-            pass
     return _OpenSpikesReader(path, kwargs)
 
 
@@ -342,7 +243,7 @@ class SpikeWindows(SeededDataset):
 
         self.recordings: list[_Recording] = []
         for path in _find_sources(sources):
-            r = _open_reader(path, self.open_kwargs)  # reads sizes only (.dat, packed .npz)
+            r = _open_reader(path, self.open_kwargs)  # reads sizes only (.dat, uncompressed packed .npz)
             n, N, s = r.num_frames, self.window, self.stride
             grid = (n - N) // s + 1 if n >= N else 0
             starts, gt_map = None, None

@@ -34,15 +34,19 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 import operator
 import os
+import re
 import secrets
+import struct
 import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Union
 
@@ -51,13 +55,16 @@ import numpy as np
 from spikegen.errors import OutputExistsError, ShapeError, SpikeFileError
 
 __all__ = [
+    "DEFAULT_FPS",
     "DatFile",
     "DatWriter",
     "NpzSpikes",
     "SpikeBlock",
+    "SpikeRange",
     "SpikeFileInfo",
     "dat_frame_bytes",
     "dat_info",
+    "frame_range",
     "iter_dat",
     "iter_spikes",
     "load_spikes",
@@ -65,6 +72,7 @@ __all__ = [
     "read_dat",
     "save_spikes",
     "spikes_info",
+    "time_to_frame",
     "write_dat",
 ]
 
@@ -75,6 +83,10 @@ Partial = Literal["error", "drop"]
 #: Default sensor size of the PKU Vidar cameras (and the shared REDS-based streams).
 DEFAULT_HEIGHT = 250
 DEFAULT_WIDTH = 400
+
+#: Frame rate assumed for files that do not state one (every ``.dat``): the PKU Vidar
+#: cameras record 20 000 frames per second.
+DEFAULT_FPS = 20000.0
 
 PACKED_FORMAT = "spikegen.packed-spikes"
 PACKED_VERSION = 1
@@ -281,6 +293,113 @@ def _block_starts(start: int, stop: int, block: int, overlap: int) -> Iterator[t
         t += step
 
 
+# --------------------------------------------------------------------------------------------
+# time: frame rates and time specifications ("10ms", "0.5s", "200")
+# --------------------------------------------------------------------------------------------
+
+_TIME_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d+))?\s*(ms|s)?\s*$")
+TimeSpec = Union[int, str, None]
+
+
+def check_fps(fps: Any, name: str = "fps") -> float:
+    """``fps`` as a positive finite float, else :class:`SpikeFileError` naming ``name``."""
+    if isinstance(fps, bool):
+        raise SpikeFileError(f"{name} must be a positive number (frames per second), got {fps!r}")
+    try:
+        f = float(fps)
+    except (TypeError, ValueError):
+        raise SpikeFileError(f"{name} must be a positive number (frames per second), got {fps!r}") from None
+    if not (math.isfinite(f) and f > 0):
+        raise SpikeFileError(f"{name} must be a positive finite number (frames per second), got {fps!r}")
+    return f
+
+
+def _exact(x: float | int) -> Fraction:
+    # The decimal a float prints as (29.97 -> 2997/100), not its binary value.
+    return Fraction(x) if isinstance(x, int) else Fraction(repr(float(x)))
+
+
+def time_to_frame(spec: int | str, fps: float = DEFAULT_FPS, *, rounding: str = "floor", name: str = "time") -> int:
+    """A frame index from a frame count or a time.
+
+    ``spec`` is an ``int`` or a string: a plain integer (``"200"``) is a frame index; a number
+    with the suffix ``ms`` or ``s`` (``"10ms"``, ``"0.5s"``, ``"2.5e-3s"``) is a time from the
+    start of the stream, converted exactly (rational arithmetic) to ``time * fps`` and rounded
+    down (``rounding="floor"``, for a start) or up (``"ceil"``, for an end). With frame ``k``
+    exposed over ``[k / fps, (k + 1) / fps)``, ``floor(start)`` .. ``ceil(end) - 1`` are exactly
+    the frames that overlap the time interval ``[start, end)``.
+
+    Example:
+        >>> time_to_frame("5ms", 20000), time_to_frame("10ms", 20000, rounding="ceil"), time_to_frame(7)
+        (100, 200, 7)
+        >>> time_to_frame("0.01ms", 20000), time_to_frame("0.01ms", 20000, rounding="ceil")
+        (0, 1)
+    """
+    if rounding not in ("floor", "ceil"):
+        raise ValueError(f"rounding must be 'floor' or 'ceil', got {rounding!r}")
+    if isinstance(spec, bool):
+        raise SpikeFileError(f"{name} must be a frame index or a time such as 10ms or 0.5s, got {spec!r}")
+    if not isinstance(spec, str):
+        try:
+            k = operator.index(spec)
+        except TypeError:
+            raise SpikeFileError(f"{name} must be a frame index or a time such as 10ms or 0.5s, got {spec!r}") from None
+        if k < 0:
+            raise SpikeFileError(f"{name} must be >= 0, got {k}")
+        return k
+    m = _TIME_RE.match(spec)
+    if m is None:
+        raise SpikeFileError(
+            f"{name} must be a frame index (e.g. 200) or a time with a unit (e.g. 10ms, 0.5s), got {spec!r}"
+        )
+    number, exp, unit = m.groups()
+    value = Fraction(number) * (Fraction(10) ** int(exp) if exp else 1)
+    if unit is None:
+        if value.denominator != 1:
+            raise SpikeFileError(f"{name}: a frame index must be an integer, got {spec!r} (add ms or s for a time)")
+        return int(value)
+    seconds = value / 1000 if unit == "ms" else value
+    frames = seconds * _exact(check_fps(fps))
+    return math.floor(frames) if rounding == "floor" else math.ceil(frames)
+
+
+def frame_range(
+    start: TimeSpec,
+    end: TimeSpec,
+    num_frames: int,
+    fps: float = DEFAULT_FPS,
+    *,
+    names: tuple[str, str] = ("start", "end"),
+) -> tuple[int, int]:
+    """``(first, stop)`` frames selected by a start and an end given as frames or times.
+
+    ``start`` / ``end`` are as :func:`time_to_frame` (``None``: the start / the end of the
+    stream): ``first = floor(start * fps)``, ``stop = ceil(end * fps)``, the end exclusive, so
+    the range holds exactly the frames whose exposure overlaps ``[start, end)``. Frame counts
+    and times mix freely. Raises :class:`SpikeFileError` (naming ``names``) unless
+    ``0 <= first < stop <= num_frames``.
+
+    Example:
+        >>> frame_range("5ms", "10ms", 1000, 20000)      # 20 kHz: 20 frames per ms
+        (100, 200)
+        >>> frame_range(None, "0.5s", 20000), frame_range(100, None, 400)
+        ((0, 10000), (100, 400))
+    """
+    n = int(num_frames)
+    a = 0 if start is None else time_to_frame(start, fps, rounding="floor", name=names[0])
+    b = n if end is None else time_to_frame(end, fps, rounding="ceil", name=names[1])
+    dur = f"{n} frames, {n / float(fps) * 1000:g} ms at {float(fps):g} fps"
+    if b > n:
+        raise SpikeFileError(f"{names[1]} {end} is frame {b}, beyond the end of the stream ({dur})")
+    if a >= b:
+        which = f"{names[0]} {start} (frame {a})" if start is not None else f"{names[0]} 0"
+        raise SpikeFileError(
+            f"{which} must come before {names[1]} {end if end is not None else '(the end)'} (frame {b}); "
+            f"the stream holds {dur}"
+        )
+    return a, b
+
+
 class SpikeBlock(NamedTuple):
     """A block of consecutive frames yielded by :func:`iter_dat` / :func:`iter_spikes`.
 
@@ -304,7 +423,10 @@ class SpikeFileInfo:
     ``format`` is ``"dat"``, ``"npz-packed"`` (this project's packed format), ``"npz"`` or
     ``"npy"`` (one plain array). ``frame_bytes``, ``raw_width`` and ``extra_bytes`` describe
     ``.dat`` files (``extra_bytes`` are trailing bytes beyond the whole frames, read with
-    ``partial="drop"``). ``meta`` is the metadata stored in a packed ``.npz``.
+    ``partial="drop"``). ``meta`` is the metadata stored in a packed ``.npz``. ``fps`` is the
+    stream's frame rate and ``fps_source`` where it came from: ``"given"`` (the ``fps=``
+    argument), ``"metadata"`` (a packed ``.npz``'s ``fps``) or ``"default"``
+    (:data:`DEFAULT_FPS`, the Vidar cameras' 20 kHz).
     """
 
     path: Path
@@ -318,11 +440,18 @@ class SpikeFileInfo:
     raw_width: int | None = None
     extra_bytes: int = 0
     meta: dict = field(default_factory=dict)
+    fps: float = DEFAULT_FPS
+    fps_source: str = "default"
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(num_frames, height, width)``."""
         return (self.num_frames, self.height, self.width)
+
+    @property
+    def duration_s(self) -> float:
+        """``num_frames / fps`` in seconds."""
+        return self.num_frames / self.fps
 
     def as_dict(self) -> dict:
         """A JSON-serialisable dict of the fields."""
@@ -338,6 +467,9 @@ class SpikeFileInfo:
             "raw_width": self.raw_width,
             "extra_bytes": self.extra_bytes,
             "meta": dict(self.meta),
+            "fps": self.fps,
+            "fps_source": self.fps_source,
+            "duration_s": self.duration_s,
         }
 
 
@@ -370,6 +502,8 @@ class _SpikeReader:
     num_frames: int
     height: int
     width: int
+    fps: float = DEFAULT_FPS
+    fps_source: str = "default"
 
     def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
         raise NotImplementedError
@@ -382,9 +516,34 @@ class _SpikeReader:
         """``(num_frames, height, width)`` of the decoded stream."""
         return (self.num_frames, self.height, self.width)
 
-    def read(self, start: int = 0, stop: int | None = None, *, workers: int | None = None) -> np.ndarray:
-        """Frames ``start .. stop-1`` as uint8 ``[stop - start, H, W]`` (Python slice rules)."""
+    def read(self, start: int | str = 0, stop: int | str | None = None, *, workers: int | None = None) -> np.ndarray:
+        """Frames ``start .. stop-1`` as uint8 ``[stop - start, H, W]``.
+
+        Integers follow Python slice rules. Strings are frames or times with units (``"10ms"``,
+        ``"0.5s"``, ``"200"``), converted with the stream's ``fps`` as :func:`frame_range`
+        (start rounded down, stop up; out-of-range times are an error).
+        """
+        if isinstance(start, str) or isinstance(stop, str):
+            a, b = self.time_range(start, stop)
+            return self.read_frames(range(a, b), workers=workers)
         return self.read_frames(slice(start, stop), workers=workers)
+
+    def time_range(self, start: TimeSpec = None, end: TimeSpec = None, *,
+                   names: tuple[str, str] = ("start", "end")) -> tuple[int, int]:
+        """:func:`frame_range` of this stream at its ``fps``."""
+        return frame_range(start, end, self.num_frames, self.fps, names=names)
+
+    def window(self, start: int, stop: int) -> SpikeRange:
+        """Frames ``start .. stop-1`` as a reader of their own (frame 0 = ``start``)."""
+        return SpikeRange(self, start, stop)
+
+    def _init_fps(self, fps: Any, stored: Any = None) -> None:
+        if fps is not None:
+            self.fps, self.fps_source = check_fps(fps), "given"
+        elif stored is not None:
+            self.fps, self.fps_source = check_fps(stored, f"spike file '{self.path}': the fps in its metadata"), "metadata"
+        else:
+            self.fps, self.fps_source = DEFAULT_FPS, "default"
 
     def __getitem__(self, key: int | slice) -> np.ndarray:
         """``f[k]`` is frame ``k`` as ``[H, W]``; ``f[a:b:s]`` is ``[t, H, W]``."""
@@ -418,6 +577,37 @@ class _SpikeReader:
             yield from blk.spikes
 
 
+class SpikeRange(_SpikeReader):
+    """Frames ``start .. stop-1`` of another reader, read as a stream of their own.
+
+    Frame ``k`` of the range is frame ``start + k`` of ``base``; ``start`` tells the offset.
+    Size, ``fps`` and ``flip`` are the base's. Made by ``reader.window(start, stop)``.
+    """
+
+    def __init__(self, base: _SpikeReader, start: int, stop: int) -> None:
+        a, b = operator.index(start), operator.index(stop)
+        if not 0 <= a <= b <= base.num_frames:
+            raise SpikeFileError(f"spike file '{base.path}': need 0 <= start <= stop <= {base.num_frames}, got {a}, {b}")
+        self.base, self.start, self.stop = base, a, b
+        self.path, self.height, self.width = base.path, base.height, base.width
+        self.num_frames = b - a
+        self.fps, self.fps_source = base.fps, base.fps_source
+        self.flip = getattr(base, "flip", False)
+        self.meta = getattr(base, "meta", {})
+
+    def __repr__(self) -> str:
+        return f"SpikeRange({self.base!r}, {self.start}, {self.stop})"
+
+    def info(self) -> SpikeFileInfo:
+        """The base file's :class:`SpikeFileInfo`."""
+        return self.base.info()
+
+    def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
+        idx = _select_frames(frames, self.num_frames, f"spike file '{self.path}' (frames {self.start}..{self.stop - 1})")
+        a = self.start
+        return self.base.read_frames(range(idx.start + a, idx.stop + a, idx.step), workers=workers)
+
+
 class DatFile(_SpikeReader):
     """A PKU ``.dat`` spike file opened for (partial, streaming) reading.
 
@@ -435,6 +625,8 @@ class DatFile(_SpikeReader):
         partial: what to do when the file size is not a whole number of frames: ``"error"``
             (default) raises :class:`~spikegen.errors.SpikeFileError`, ``"drop"`` ignores the
             trailing bytes and reads the whole frames only.
+        fps: the recording's frame rate (a ``.dat`` does not store it); default
+            :data:`DEFAULT_FPS`, 20 000 (the Vidar cameras).
 
     Raises:
         SpikeFileError: missing or empty file, bad height/width/raw_width, or a size that is not
@@ -462,6 +654,7 @@ class DatFile(_SpikeReader):
         flip: bool = True,
         raw_width: int | None = None,
         partial: Partial = "error",
+        fps: float | None = None,
     ) -> None:
         p = Path(os.fspath(path))
         where = f"spike file '{p}'"
@@ -470,6 +663,7 @@ class DatFile(_SpikeReader):
             raise SpikeFileError(f"{where}: partial must be 'error' or 'drop', got {partial!r}")
         self.flip = bool(flip)
         self.path, self.file_bytes = _stat_input(p, "spike file")
+        self._init_fps(fps)
         self.frame_bytes = (self.height * self.raw_width + 7) // 8
         self.num_frames, self.extra_bytes = divmod(self.file_bytes, self.frame_bytes)
         size_txt = f"{self.height}x{self.width}" + (
@@ -514,6 +708,8 @@ class DatFile(_SpikeReader):
             frame_bytes=self.frame_bytes,
             raw_width=self.raw_width,
             extra_bytes=self.extra_bytes,
+            fps=self.fps,
+            fps_source=self.fps_source,
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -1153,6 +1349,8 @@ def save_spikes(
         "flip": False,
         "bitorder": "little",
     }
+    if meta.get("fps") is not None:
+        check_fps(meta["fps"], f"{where}: fps")
     for key, value in meta.items():
         # Reserved keys describe the array and are always set from it, so that the metadata
         # returned by load_spikes(..., with_meta=True) can be passed back unchanged.
@@ -1177,8 +1375,12 @@ def save_spikes(
 class NpzSpikes(_SpikeReader):
     """Spikes from a ``.npz`` / ``.npy`` file, with the same reading interface as :class:`DatFile`.
 
-    Packed files (see :func:`save_spikes`) keep the packed bits in memory and unpack frames on
-    demand; plain files (one unpacked array, e.g. key ``spk``) hold the array.
+    An uncompressed packed file (the default of :func:`save_spikes`) is not loaded: opening it
+    reads the zip directory and the metadata, and each read takes only the byte range of the
+    selected frames' packed bits from the file, so memory is about the frames read, whatever the
+    file's size (``partial_reads`` is True). A compressed packed file keeps its packed bits in
+    memory (1/8 of the unpacked stream) and unpacks frames on demand; plain files (one unpacked
+    array, e.g. key ``spk``) hold the array. No file handle is kept open between reads.
 
     Args:
         path: the file.
@@ -1186,6 +1388,8 @@ class NpzSpikes(_SpikeReader):
         flip: flip rows on read. ``None`` uses the file's convention (packed: its ``flip``
             metadata, i.e. no flip; plain: stored upright, no flip).
         height, width: optional expected frame size, checked against the file.
+        fps: the stream's frame rate; default: the ``fps`` of a packed file's metadata, else
+            :data:`DEFAULT_FPS`.
     """
 
     def __init__(
@@ -1196,12 +1400,14 @@ class NpzSpikes(_SpikeReader):
         flip: bool | None = None,
         height: int | None = None,
         width: int | None = None,
+        fps: float | None = None,
     ) -> None:
         p, size = _stat_input(path, "spike file")
         self.path = p
         self.file_bytes = size
         self._bits: np.ndarray | None = None
         self._array: np.ndarray | None = None
+        self._offset: int | None = None  # byte offset of the packed bits (partial reads)
         self.meta: dict[str, Any] = {}
         if size == 0:
             raise SpikeFileError(f"spike file '{p}' is empty (0 bytes)")
@@ -1209,7 +1415,7 @@ class NpzSpikes(_SpikeReader):
             self.format = "npy"
             self._array = self._load_npy(p)
             self.meta = {"format": "npy"}
-        else:
+        elif key is not None or not self._open_packed_partial(p):
             self._load_npz(p, key)
         if self._array is not None:
             self.num_frames, self.height, self.width = (int(s) for s in self._array.shape)
@@ -1223,6 +1429,12 @@ class NpzSpikes(_SpikeReader):
                     f"spike file '{p}' holds {self.height}x{self.width} frames, but {name}={want} "
                     f"was given (the size of .npz/.npy files is read from the file)"
                 )
+        self._init_fps(fps, self.meta.get("fps") if self.format == "npz-packed" else None)
+
+    @property
+    def partial_reads(self) -> bool:
+        """True when reads take only the selected frames' bytes from the file."""
+        return self._offset is not None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -1269,10 +1481,54 @@ class NpzSpikes(_SpikeReader):
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
                 raise SpikeFileError(f"cannot read spike file '{p}': {exc}") from None
 
-    def _load_packed(self, p: Path, npz: Any) -> None:
-        self.format = "npz-packed"
+    def _open_packed_partial(self, p: Path) -> bool:
+        """Open an uncompressed packed file for partial reads: find the file offset of the
+        ``bits`` array's data. False (nothing changed) for any other file, which is then
+        loaded by :meth:`_load_npz` (and gets its error messages)."""
         try:
-            meta = json.loads(np.asarray(npz["meta"], dtype=np.uint8).tobytes().decode("utf-8"))
+            with zipfile.ZipFile(p) as zf:
+                if set(zf.namelist()) != {"bits.npy", "meta.npy"}:
+                    return False
+                info = zf.getinfo("bits.npy")
+                if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+                    return False
+                with zf.open("meta.npy") as f:
+                    meta_arr = np.lib.format.read_array(f, allow_pickle=False)
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        return False
+                    header_len = f.tell()
+            with open(p, "rb") as fh:
+                fh.seek(info.header_offset)
+                local = fh.read(30)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, KeyError, EOFError):
+            return False
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            return False
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        offset = info.header_offset + 30 + name_len + extra_len + header_len
+        meta = self._check_packed_meta(p, meta_arr)
+        T, H, W = (int(meta[k]) for k in ("num_frames", "height", "width"))
+        need = (T * H * W + 7) // 8
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] != need or fortran or offset + need > self.file_bytes:
+            raise SpikeFileError(
+                f"spike file '{p}' is corrupt: 'bits' holds {math.prod(shape)} bytes ({dtype}), "
+                f"expected {need} uint8 bytes for {T}x{H}x{W}"
+            )
+        self.format = "npz-packed"
+        self.meta = meta
+        self.num_frames, self.height, self.width = T, H, W
+        self._offset = offset
+        return True
+
+    def _check_packed_meta(self, p: Path, meta_arr: Any) -> dict:
+        try:
+            meta = json.loads(np.asarray(meta_arr, dtype=np.uint8).tobytes().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise SpikeFileError(f"spike file '{p}': its metadata is not valid JSON ({exc})") from None
         if not isinstance(meta, dict) or meta.get("format") != PACKED_FORMAT:
@@ -1290,6 +1546,12 @@ class NpzSpikes(_SpikeReader):
             raise SpikeFileError(f"spike file '{p}': metadata lacks num_frames/height/width") from None
         if T < 0 or H <= 0 or W <= 0 or meta.get("bitorder", "little") != "little":
             raise SpikeFileError(f"spike file '{p}': invalid metadata {meta}")
+        return meta
+
+    def _load_packed(self, p: Path, npz: Any) -> None:
+        self.format = "npz-packed"
+        meta = self._check_packed_meta(p, npz["meta"])
+        T, H, W = (int(meta[k]) for k in ("num_frames", "height", "width"))
         bits = npz["bits"]
         need = (T * H * W + 7) // 8
         if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != need:
@@ -1334,6 +1596,8 @@ class NpzSpikes(_SpikeReader):
             file_bytes=self.file_bytes,
             flip=self.flip,
             meta=dict(self.meta),
+            fps=self.fps,
+            fps_source=self.fps_source,
         )
 
     def read_frames(self, frames: FrameSelection = None, *, workers: int | None = None) -> np.ndarray:
@@ -1351,12 +1615,26 @@ class NpzSpikes(_SpikeReader):
             return out
         return self._unpack(idx.start, idx.stop) if len(idx) else np.empty((0, self.height, self.width), np.uint8)
 
+    def _packed_bytes(self, byte0: int, byte1: int) -> np.ndarray:
+        if self._bits is not None:
+            return self._bits[byte0:byte1]
+        assert self._offset is not None
+        buf = np.empty(byte1 - byte0, np.uint8)
+        with open(self.path, "rb", buffering=0) as fh:
+            fh.seek(self._offset + byte0)
+            mv, got = memoryview(buf), 0
+            while got < len(buf):
+                r = fh.readinto(mv[got:])
+                if not r:
+                    raise SpikeFileError(f"spike file '{self.path}' became shorter while it was being read")
+                got += r
+        return buf
+
     def _unpack(self, t0: int, t1: int) -> np.ndarray:
-        assert self._bits is not None
         hw = self.height * self.width
         b0, b1 = t0 * hw, t1 * hw
         byte0 = b0 // 8
-        chunk = self._bits[byte0 : (b1 + 7) // 8]
+        chunk = self._packed_bytes(byte0, (b1 + 7) // 8)
         skip = b0 - 8 * byte0
         bits = np.unpackbits(chunk, count=skip + (b1 - b0), bitorder="little")
         out = bits[skip:].reshape(t1 - t0, self.height, self.width)
@@ -1374,6 +1652,7 @@ def open_spikes(
     raw_width: int | None = None,
     partial: Partial = "error",
     key: str | None = None,
+    fps: float | None = None,
 ) -> DatFile | NpzSpikes:
     """Open a spike file of any supported format for reading, dispatching on the suffix.
 
@@ -1381,7 +1660,12 @@ def open_spikes(
     True); ``.npz`` / ``.npy`` give a :class:`NpzSpikes` (size from the file: ``height`` and
     ``width``, when given, are checked against it; ``flip`` defaults to the file's convention).
     Both have ``num_frames``, ``height``, ``width``, ``shape``, ``len()``, ``read(start, stop)``,
-    ``read_frames(frames)``, ``blocks(block, overlap)`` and ``info()``.
+    ``read_frames(frames)``, ``blocks(block, overlap)``, ``info()``, ``fps`` / ``fps_source``,
+    ``time_range(start, end)`` and ``window(start, stop)``. ``read`` also takes times
+    (``f.read("5ms", "10ms")``, see :func:`frame_range`), converted at ``fps``: the ``fps``
+    argument, else a packed ``.npz``'s ``fps`` metadata, else :data:`DEFAULT_FPS` (20 kHz).
+    Uncompressed packed ``.npz`` files are read in part, like ``.dat`` files; compressed and
+    plain ``.npz`` / ``.npy`` files are loaded whole.
 
     Example:
         >>> import tempfile, pathlib
@@ -1401,11 +1685,12 @@ def open_spikes(
             flip=True if flip is None else flip,
             raw_width=raw_width,
             partial=partial,
+            fps=fps,
         )
     if suffix in (".npz", ".npy"):
         if raw_width is not None:
             raise SpikeFileError(f"spike file '{p}': raw_width only applies to .dat files")
-        return NpzSpikes(p, key=key, flip=flip, height=height, width=width)
+        return NpzSpikes(p, key=key, flip=flip, height=height, width=width, fps=fps)
     raise SpikeFileError(
         f"spike file '{p}': unknown suffix '{p.suffix}'; expected .dat, .npz or .npy"
     )
@@ -1505,6 +1790,7 @@ def iter_spikes(
 def spikes_info(path: PathLike, **kwargs: Any) -> SpikeFileInfo:
     """:class:`SpikeFileInfo` of any supported spike file (``kwargs`` as :func:`open_spikes`).
 
-    For ``.dat`` files no frame is read; ``.npz`` files are loaded.
+    For ``.dat`` and uncompressed packed ``.npz`` files no frame is read; other ``.npz`` /
+    ``.npy`` files are loaded.
     """
     return open_spikes(path, **kwargs).info()

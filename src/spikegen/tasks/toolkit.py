@@ -35,41 +35,105 @@ def check_memory(nbytes: int, what: str, *, fraction: float = 0.5) -> None:
                             f"({avail / 2**30:.1f} GiB available); ask for less")
 
 
-def spike_file_summary(path: str | os.PathLike, *, block: int = 2048, **open_kwargs) -> dict:
-    """Frames, size and firing-rate statistics of a ``.dat``, ``.npz`` or ``.npy`` spike file.
+_FORMAT_KEYS = ("format", "version", "num_frames", "height", "width", "flip", "bitorder")
 
-    The file is read in blocks of ``block`` frames, so memory stays bounded for long
-    recordings. ``open_kwargs`` are those of :func:`spikegen.spikes.io.open_spikes`. Returns an
-    ordered dict of printable values.
+
+def spike_file_report(path: str | os.PathLike, *, block: int = 2048, fps: float | None = None,
+                      start: int | str | None = None, end: int | str | None = None,
+                      names: tuple[str, str] = ("start", "end"), **open_kwargs) -> dict:
+    """What ``spikegen info --json`` prints: a JSON-able dict of a spike file's size, time and
+    firing-rate statistics.
+
+    The file is read in blocks of ``block`` frames (memory stays bounded). ``fps`` overrides
+    the file's frame rate (default: a packed ``.npz``'s ``fps`` metadata, else 20 000 Hz);
+    ``start`` / ``end`` (frames, or times such as ``"10ms"``, ``"0.5s"``; see
+    :func:`spikegen.spikes.io.frame_range`) restrict the statistics to frames
+    ``start .. end - 1``. ``open_kwargs`` are those of :func:`spikegen.spikes.io.open_spikes`.
     """
     from spikegen.spikes.io import open_spikes
 
-    src = open_spikes(path, **open_kwargs)
+    src = open_spikes(path, fps=fps, **open_kwargs)
     info = src.info()
-    rates = np.empty(src.num_frames, dtype=np.float64)
+    a, b = src.time_range(start, end, names=names)
+    n = b - a
+    rates = np.empty(n, dtype=np.float64)
     pixel_counts = np.zeros((src.height, src.width), dtype=np.int64)
-    for start, blk in src.blocks(block, 0):
-        rates[start:start + blk.shape[0]] = blk.reshape(blk.shape[0], -1).mean(axis=1, dtype=np.float64)
+    for t0, blk in src.blocks(block, 0, start=a, stop=b):
+        rates[t0 - a:t0 - a + blk.shape[0]] = blk.reshape(blk.shape[0], -1).mean(axis=1, dtype=np.float64)
         pixel_counts += blk.sum(axis=0, dtype=np.int64)
-    pix = pixel_counts / max(src.num_frames, 1)
-    hot = int((pix > 0.5).sum())
-    dead = int((pix == 0).sum())
+    pix = pixel_counts / n
+    meta = {k: v for k, v in (info.meta or {}).items() if k not in _FORMAT_KEYS}
+    pct = lambda x, q: float(np.percentile(x, q))  # noqa: E731
     out = {
         "file": str(info.path),
         "format": info.format,
         "frames": int(src.num_frames),
-        "size (HxW)": f"{src.height}x{src.width}",
-        "mean firing rate": f"{rates.mean():.5f} spikes/pixel/frame",
-        "per-frame rate": f"min {rates.min():.5f}  p5 {np.percentile(rates, 5):.5f}  median {np.median(rates):.5f}  "
-                          f"p95 {np.percentile(rates, 95):.5f}  max {rates.max():.5f}",
-        "empty frames": int((rates == 0).sum()),
-        "per-pixel rate": f"p1 {np.percentile(pix, 1):.4f}  median {np.median(pix):.4f}  p99 {np.percentile(pix, 99):.4f}",
-        "silent pixels": f"{dead} ({100 * dead / pix.size:.2f}%)",
-        "hot pixels (>0.5)": f"{hot} ({100 * hot / pix.size:.2f}%)",
+        "height": int(src.height),
+        "width": int(src.width),
+        "fps": float(src.fps),
+        "fps_source": {"given": "--fps"}.get(src.fps_source, src.fps_source),
+        "duration_s": src.num_frames / src.fps,
+        "cfa": meta.get("cfa"),
+        "range": {"start": a, "end": b, "frames": n, "start_s": a / src.fps, "end_s": b / src.fps},
+        "mean_rate": float(rates.mean()),
+        "frame_rate_stats": {"min": float(rates.min()), "p5": pct(rates, 5), "median": float(np.median(rates)),
+                             "p95": pct(rates, 95), "max": float(rates.max())},
+        "empty_frames": int((rates == 0).sum()),
+        "pixel_rate_stats": {"p1": pct(pix, 1), "median": float(np.median(pix)), "p99": pct(pix, 99)},
+        "silent_pixels": int((pix == 0).sum()),
+        "hot_pixels": int((pix > 0.5).sum()),
+        "pixels": int(pix.size),
+        "trailing_bytes": int(info.extra_bytes) if info.format == "dat" else 0,
+        "metadata": meta,
     }
-    if info.format == "dat" and info.extra_bytes:
-        out["trailing bytes"] = f"{info.extra_bytes} (not a whole frame; ignored)"
-    meta = {k: v for k, v in (info.meta or {}).items() if k not in ("format", "version", "num_frames", "height", "width", "flip", "bitorder")}
+    return out
+
+
+def _duration(frames: int, fps: float) -> str:
+    s = frames / fps
+    return f"{s * 1000:.3f} ms ({s:.6g} s)"
+
+
+_FPS_WHY = {"metadata": "from the file's metadata", "default": "default: the Vidar camera's rate; set with --fps",
+            "--fps": "--fps"}
+
+
+def spike_file_summary(path: str | os.PathLike, *, block: int = 2048, fps: float | None = None,
+                       start: int | str | None = None, end: int | str | None = None,
+                       names: tuple[str, str] = ("start", "end"), **open_kwargs) -> dict:
+    """Frames, size, duration, frame rate and firing-rate statistics of a ``.dat``, ``.npz`` or
+    ``.npy`` spike file, as an ordered dict of printable values (what ``spikegen info`` prints).
+
+    Arguments as :func:`spike_file_report`.
+    """
+    r = spike_file_report(path, block=block, fps=fps, start=start, end=end, names=names, **open_kwargs)
+    fr, px, rng = r["frame_rate_stats"], r["pixel_rate_stats"], r["range"]
+    npx = r["pixels"]
+    out = {
+        "file": r["file"],
+        "format": r["format"],
+        "frames": r["frames"],
+        "size (HxW)": f"{r['height']}x{r['width']}",
+        "fps": f"{r['fps']:g} Hz ({_FPS_WHY.get(r['fps_source'], r['fps_source'])})",
+        "duration": _duration(r["frames"], r["fps"]),
+    }
+    if r["cfa"] is not None:
+        out["cfa"] = f"{r['cfa']} (Bayer pattern of the upright frames)"
+    if (rng["start"], rng["end"]) != (0, r["frames"]):
+        out["range"] = (f"frames {rng['start']}..{rng['end'] - 1} ({rng['frames']} frames, "
+                        f"{rng['start_s'] * 1000:.3f}..{rng['end_s'] * 1000:.3f} ms); statistics below over these")
+    out.update({
+        "mean firing rate": f"{r['mean_rate']:.5f} spikes/pixel/frame",
+        "per-frame rate": f"min {fr['min']:.5f}  p5 {fr['p5']:.5f}  median {fr['median']:.5f}  "
+                          f"p95 {fr['p95']:.5f}  max {fr['max']:.5f}",
+        "empty frames": r["empty_frames"],
+        "per-pixel rate": f"p1 {px['p1']:.4f}  median {px['median']:.4f}  p99 {px['p99']:.4f}",
+        "silent pixels": f"{r['silent_pixels']} ({100 * r['silent_pixels'] / npx:.2f}%)",
+        "hot pixels (>0.5)": f"{r['hot_pixels']} ({100 * r['hot_pixels'] / npx:.2f}%)",
+    })
+    if r["trailing_bytes"]:
+        out["trailing bytes"] = f"{r['trailing_bytes']} (not a whole frame; ignored)"
+    meta = {k: v for k, v in r["metadata"].items() if k not in ("cfa", "fps")}
     if meta:
         out["metadata"] = ", ".join(f"{k}={v}" for k, v in meta.items())
     return out
@@ -78,8 +142,17 @@ def spike_file_summary(path: str | os.PathLike, *, block: int = 2048, **open_kwa
 def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method: str = "if",
                   v_th: float = 1.0, gain: float = 0.5, frames: int = 200, interp: int = 1,
                   coverage: float = 0.1, seed: int = 0, flip: bool = True,
-                  overwrite: bool = False) -> tuple[int, int, int, float]:
+                  overwrite: bool = False, cfa: str | None = None, fps: float | None = None,
+                  warn=None) -> tuple[int, int, int, float]:
     """Simulate spikes from an image, a frame folder or a video; write ``.dat`` or ``.npz``.
+
+    ``cfa`` (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``) simulates a Bayer colour sensor: each pixel
+    integrates its own colour channel of the colour input
+    (:func:`spikegen.spikes.cfa.integrate_and_fire_cfa`; method ``if`` only); the pattern is that
+    of the upright frames and is recorded as ``cfa`` in a packed ``.npz``. A ``.dat`` cannot
+    store it: ``warn`` (a callable, e.g. printing to stderr) is told so. ``fps`` (default
+    20 000, the Vidar cameras) is the simulated camera's frame rate, recorded as ``fps`` in a
+    packed ``.npz``.
 
     Returns ``(frames, height, width, mean firing rate)``.
     """
@@ -96,10 +169,27 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         raise SpikeFileError(f"{input}: no such file or folder")
     if int(frames) < 1:
         raise SpikeFileError(f"--frames must be >= 1, got {frames}")
+    from spikegen.spikes.io import DEFAULT_FPS, check_fps
+
+    fps = DEFAULT_FPS if fps is None else check_fps(fps, "--fps-camera")
+    if cfa is not None:
+        from spikegen.spikes.cfa import check_pattern
+
+        try:
+            cfa = check_pattern(cfa.upper() if isinstance(cfa, str) else cfa)
+        except (ValueError, SpikeGenError) as exc:
+            raise SpikeFileError(f"--cfa: {exc}") from None
+        if method != "if":
+            raise SpikeFileError("--cfa works with --method if (integrate-and-fire of the mosaicked colour input)")
     _refuse_existing(output, overwrite)
     g = torch.Generator().manual_seed(seed)
     meta = {"source": str(input.name), "method": method, "seed": seed}
     meta.update({"v_th": v_th, "gain": gain} if method == "if" else {"coverage": coverage})
+    meta["fps"] = fps
+    if cfa is not None:
+        meta["cfa"] = cfa
+        if output.suffix.lower() == ".dat" and warn is not None:
+            warn(f"a .dat file cannot store the CFA pattern; read {output.name} back with --cfa {cfa}")
     if input.is_file() and is_image_file(input):
         from PIL import Image
 
@@ -109,6 +199,10 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
                      f"--frames {frames} of {h_}x{w_} pixels")
         if method == "photon":
             spikes = photon_sampling(load_image(input)[None], frames=frames, coverage=coverage, generator=g)
+        elif cfa is not None:
+            from spikegen.spikes.cfa import integrate_and_fire_cfa
+
+            spikes = integrate_and_fire_cfa(load_image(input)[None], cfa, v_th=v_th, gain=gain, steps=frames, generator=g)
         else:
             spikes = integrate_and_fire(load_image(input, gray=True)[None], v_th=v_th, gain=gain, steps=frames, generator=g)
         arr = spikes[0].cpu().numpy()
@@ -117,9 +211,13 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
 
     if method == "photon":
         raise SpikeFileError("photon sampling works on still images; use --method if for videos")
-    from spikegen.spikes.simulate import iter_simulate_video
+    if cfa is not None:
+        blocks = (b.cpu().numpy() for b in _iter_simulate_video_cfa(input, cfa, v_th=v_th, gain=gain, interp=interp,
+                                                                   generator=g, block=256))
+    else:
+        from spikegen.spikes.simulate import iter_simulate_video
 
-    blocks = (b.cpu().numpy() for b in iter_simulate_video(input, v_th=v_th, gain=gain, interp=interp, generator=g, block=256))
+        blocks = (b.cpu().numpy() for b in iter_simulate_video(input, v_th=v_th, gain=gain, interp=interp, generator=g, block=256))
     first = next(blocks, None)
     if first is None:
         raise SpikeFileError(f"{input}: no frames found")
@@ -137,6 +235,39 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
             n += blk.shape[0]
             fired += int(blk.sum(dtype=np.int64))
     return n, h, w, fired / (n * h * w)
+
+
+def _iter_simulate_video_cfa(source, pattern: str, *, v_th: float, gain: float, interp: int,
+                             generator: torch.Generator, block: int = 256):
+    """Bayer integrate-and-fire over a colour video, streamed as
+    :func:`spikegen.spikes.simulate.iter_simulate_video`: the mosaic of each (linearly
+    interpolated) frame is one step, the charge is carried across blocks."""
+    from spikegen.spikes.cfa import mosaic
+    from spikegen.spikes.simulate import integrate_and_fire, iter_frames
+
+    state = "random"
+    pending: list[torch.Tensor] = []
+    prev = None
+
+    def run(steps: list[torch.Tensor]) -> torch.Tensor:
+        nonlocal state
+        spikes, state = integrate_and_fire(torch.stack(steps).unsqueeze(0), v_th=v_th, gain=gain, init=state,
+                                           generator=generator, return_state=True)
+        return spikes[0]
+
+    for frame in iter_frames(source, gray=False):
+        m = mosaic(frame.float(), pattern)  # [H, W]
+        if prev is None:
+            pending.append(m)
+        else:
+            for j in range(1, interp + 1):
+                pending.append(m if j == interp else torch.lerp(prev, m, j / interp))
+        prev = m
+        while len(pending) >= block:
+            chunk, pending = pending[:block], pending[block:]
+            yield run(chunk)
+    if pending:
+        yield run(pending)
 
 
 def blur_file(image: str | os.PathLike, output: str | os.PathLike, *, kernels: int = 8, size: int = 40,

@@ -100,15 +100,24 @@ def _check_int(v: Any, name: str, minimum: int) -> int:
     return int(v)
 
 
+def _time_range(start: Any, end: Any, n: int, fps_camera: Any) -> tuple[Any, Any]:
+    """Frames for ``start`` / ``end`` given as times (strings); ints pass unchanged."""
+    if not (isinstance(start, str) or isinstance(end, str)):
+        return start, end
+    from spikegen.spikes.io import check_fps, frame_range
+
+    return frame_range(start, end, n, check_fps(fps_camera, "fps_camera"), names=("--start", "--end"))
+
+
 def iter_view_frames(
     src: Any,
     *,
-    start: int = 0,
-    end: int | None = None,
+    start: int | str = 0,
+    end: int | str | None = None,
     every: int = 1,
     tfp_window: int | None = None,
     tfp_scale: float | None = None,
-    fps_camera: float = 20000.0,
+    fps_camera: float | None = None,
     zoom: int = 1,
     block: int = 256,
     info: dict | None = None,
@@ -125,6 +134,11 @@ def iter_view_frames(
     shortened to ``123  6.15ms``, then split over two lines (the same layout for every frame).
     The layout's bar height is stored in ``info["label_height"]``.
 
+    ``start`` / ``end`` are frame indices, or times with units (``"10ms"``, ``"0.5s"``)
+    converted at ``fps_camera`` as :func:`spikegen.spikes.io.frame_range` (start rounded down,
+    end up). ``fps_camera`` (the camera's frame rate, for the stamps and the times) defaults
+    to the reader's ``fps``: a packed ``.npz``'s ``fps`` metadata, else 20 000 Hz.
+
     Shape:
         - output images: ``[L + H * zoom, W * zoom]`` (``[L + H * zoom, 2 W * zoom + 4]`` with
           TFP), uint8, ``L`` = 14 (one line of stamp) or 28 (two lines).
@@ -132,6 +146,9 @@ def iter_view_frames(
     from spikegen.spikes.reconstruct import tfp
 
     n = src.num_frames
+    if fps_camera is None:
+        fps_camera = float(getattr(src, "fps", 20000.0))
+    start, end = _time_range(start, end, n, fps_camera)
     end = n if end is None else end
     start = _check_int(start, "start", 0)
     end = _check_int(end, "end", 0)
@@ -250,13 +267,13 @@ def view_file(
     path: str | os.PathLike,
     output: str | os.PathLike,
     *,
-    start: int = 0,
-    end: int | None = None,
+    start: int | str = 0,
+    end: int | str | None = None,
     every: int = 1,
     tfp_window: int | None = None,
     tfp_scale: float | None = None,
     fps: float = 30.0,
-    fps_camera: float = 20000.0,
+    fps_camera: float | None = None,
     zoom: int = 1,
     block: int = 256,
     overwrite: bool = False,
@@ -270,12 +287,15 @@ def view_file(
             :func:`spikegen.spikes.io.open_spikes` (``height``, ``width``, ``flip``,
             ``raw_width``, ``partial``, ``key``).
         output: ``OUT.mp4``, ``OUT.gif`` or a folder (created) for ``frame_0000123.png`` files.
-        start, end: the frame range ``start .. end - 1`` (default: the whole file).
+        start, end: the frame range ``start .. end - 1`` (default: the whole file): frame
+            indices, or times with units (``"10ms"``, ``"0.5s"``) converted at ``fps_camera``
+            (start rounded down, end up; :func:`spikegen.spikes.io.frame_range`).
         every: show one frame in ``every``.
         tfp_window: also show the TFP of ``tfp_window`` frames centred on each frame, on the right.
         tfp_scale: TFP display gain (default: from the first block, its 99.5th percentile -> white).
         fps: frame rate of the video file.
-        fps_camera: the camera's frame rate, for the time stamp (20 kHz for PKU Vidar cameras).
+        fps_camera: the camera's frame rate, for the time stamps and ``start`` / ``end`` times
+            (default: the file's ``fps`` metadata, else 20 kHz, the PKU Vidar cameras).
         zoom: integer up-scaling of the panels (nearest), for small sensors.
         block: frames read at a time (memory is about ``block * H * W`` bytes, plus the TFP window).
         overwrite: replace an existing output; otherwise :class:`OutputExistsError` before any work.
@@ -305,6 +325,9 @@ def view_file(
     if not fps > 0:
         raise SpikeGenError(f"fps must be > 0, got {fps}")
     src = open_spikes(path, **open_kwargs)
+    if fps_camera is None:
+        fps_camera = src.fps
+    start, end = _time_range(start, end, src.num_frames, fps_camera)
     info: dict = {"tfp_scale": tfp_scale}
     frames = iter_view_frames(
         src, start=start, end=end, every=every, tfp_window=tfp_window, tfp_scale=tfp_scale,

@@ -1,0 +1,136 @@
+"""--start/--end with units on info, reconstruct, deblur and view: a time window selects exactly
+the frames of the same frame window (--start 5ms --end 10ms at 20 kHz == frames 100..199)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from spikegen.cli import main
+from spikegen.image import load_image, save_image
+from spikegen.spikes.io import save_spikes, write_dat
+
+T, H, W = 300, 8, 16
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    out = capsys.readouterr()
+    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def x() -> np.ndarray:
+    # the firing rate grows with the frame index, so every range has its own statistics
+    rate = np.linspace(0.02, 0.9, T)[:, None, None]
+    return (np.random.default_rng(0).random((T, H, W)) < rate).astype(np.uint8)
+
+
+@pytest.fixture
+def dat(tmp_path, x) -> Path:
+    return write_dat(tmp_path / "s.dat", x)
+
+
+DAT = ["--height", H, "--width", W]
+
+
+def test_info_time_window_equals_the_frame_window(dat, capsys):
+    by_time = json.loads(run(["info", dat, *DAT, "--json", "--start", "5ms", "--end", "10ms"], capsys)[1])
+    by_frame = json.loads(run(["info", dat, *DAT, "--json", "--start", "100", "--end", "200"], capsys)[1])
+    assert by_time["range"] == by_frame["range"] == {"start": 100, "end": 200, "frames": 100,
+                                                     "start_s": 0.005, "end_s": 0.01}
+    assert by_time["mean_rate"] == by_frame["mean_rate"]
+    assert by_time["fps"] == 20000 and by_time["fps_source"] == "default"
+    # --fps changes the conversion: at 10 kHz 5..10 ms are frames 50..99
+    at10k = json.loads(run(["info", dat, *DAT, "--json", "--fps", 10000, "--start", "5ms", "--end", "10ms"], capsys)[1])
+    assert at10k["range"]["start"] == 50 and at10k["range"]["end"] == 100 and at10k["fps_source"] == "--fps"
+
+
+def test_info_prints_duration_fps_and_its_source(dat, tmp_path, x, capsys):
+    code, out, _ = run(["info", dat, *DAT], capsys)
+    assert code == 0
+    assert "fps: 20000 Hz (default" in out and "duration: 15.000 ms (0.015 s)" in out
+    npz = save_spikes(tmp_path / "s.npz", x, fps=30000)
+    out = run(["info", npz], capsys)[1]
+    assert "fps: 30000 Hz (from the file's metadata)" in out and "duration: 10.000 ms (0.01 s)" in out
+    out = run(["info", npz, "--fps", 15000, "--start", "1ms"], capsys)[1]
+    assert "15000 Hz (--fps)" in out and "range: frames 15..299" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--end", "1s"], "--end"), (["--start", "10ms", "--end", "5ms"], "--start"),
+    (["--start", "abc"], "--start"), (["--fps", "0"], "--fps"),
+])
+def test_info_bad_ranges_are_one_line_errors(dat, argv, flag, capsys):
+    code, out, err = run(["info", dat, *DAT, *argv], capsys)
+    assert code == 2 and out == "" and err.startswith("error: ") and flag in err and len(err.strip().splitlines()) == 1
+
+
+def test_reconstruct_all_time_window_equals_the_frame_window(dat, tmp_path, capsys):
+    a, b = tmp_path / "by_time", tmp_path / "by_frame"
+    assert run(["reconstruct", dat, *DAT, "--all", "--window", 9, "-o", a, "--start", "5ms", "--end", "10ms"], capsys)[0] == 0
+    assert run(["reconstruct", dat, *DAT, "--all", "--window", 9, "-o", b, "--start", 100, "--end", 200], capsys)[0] == 0
+    names = sorted(p.name for p in a.iterdir())
+    assert names == [f"frame_{t:06d}.png" for t in range(100, 200)]  # the file's own frame numbers
+    assert names == sorted(p.name for p in b.iterdir())
+    for n in ("frame_000100.png", "frame_000150.png", "frame_000199.png"):
+        assert torch.equal(load_image(a / n), load_image(b / n))
+
+
+def test_reconstruct_one_frame_uses_only_the_selected_frames(dat, tmp_path, x, capsys):
+    out = tmp_path / "one.png"
+    # the range's middle frame (150), its 41-frame window 130..170 inside 100..199
+    assert run(["reconstruct", dat, *DAT, "-o", out, "--start", "5ms", "--end", "10ms"], capsys)[0] == 0
+    want = x[130:171].mean(0)
+    assert np.abs(load_image(out, gray=True)[0].numpy() - want).max() <= 0.5 / 255 + 1e-6
+    # near the cut the window is truncated as at a file's end: frame 100 sees 100..120 only
+    out2 = tmp_path / "edge.png"
+    assert run(["reconstruct", dat, *DAT, "-o", out2, "--start", "5ms", "--end", "10ms", "--frame", 100], capsys)[0] == 0
+    assert np.abs(load_image(out2, gray=True)[0].numpy() - x[100:121].mean(0)).max() <= 0.5 / 255 + 1e-6
+    code, _, err = run(["reconstruct", dat, *DAT, "-o", tmp_path / "o.png", "--start", "5ms", "--end", "10ms",
+                        "--frame", 99], capsys)
+    assert code == 2 and "--frame 99" in err
+
+
+def test_view_time_window_equals_the_frame_window(dat, tmp_path, capsys):
+    a, b = tmp_path / "va", tmp_path / "vb"
+    assert run(["view", dat, *DAT, "-o", a, "--start", "5ms", "--end", "10ms", "--every", 25, "--no-progress"], capsys)[0] == 0
+    assert run(["view", dat, *DAT, "-o", b, "--start", 100, "--end", 200, "--every", 25, "--no-progress"], capsys)[0] == 0
+    names = sorted(p.name for p in a.iterdir())
+    assert names == [f"frame_{t:07d}.png" for t in (100, 125, 150, 175)] == sorted(p.name for p in b.iterdir())
+    assert torch.equal(load_image(a / names[1]), load_image(b / names[1]))
+
+
+class FakeModel:
+    """Stands in for SpikeGen: records the spikes it gets."""
+
+    def __init__(self):
+        self.config = SimpleNamespace(spike_frames=None, sample_steps=1)
+        self.device = torch.device("cpu")
+        self.calls: list[torch.Tensor] = []
+
+    def sample(self, rgb=None, spikes=None, **kw):
+        self.calls.append(spikes.clone())
+        return spikes.float().mean(1, keepdim=True).expand(-1, 3, -1, -1).clone()
+
+
+def test_deblur_time_window_equals_the_frame_window(dat, tmp_path, x):
+    from spikegen.tasks.deblur import deblur_file
+
+    blurry = save_image(tmp_path / "b.png", torch.full((3, H, W), 0.5))
+    runs = []
+    for i, (s, e) in enumerate([("5ms", "10ms"), ("100", "200"), (100, 200)]):
+        m = FakeModel()
+        deblur_file(blurry, dat, tmp_path / f"o{i}.png", model=m, start=s, end=e, tile=None, progress=False)
+        runs.append(m.calls[0][0].numpy())
+    for got in runs:
+        assert np.array_equal(got, x[100:200])
+    with pytest.raises(Exception, match="--end"):
+        deblur_file(blurry, dat, tmp_path / "o9.png", model=FakeModel(), end="1s", progress=False)
