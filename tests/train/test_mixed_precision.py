@@ -165,6 +165,11 @@ def test_sample_under_bf16_autocast_is_finite_float32(shipped):
     assert out.dtype == torch.float32 and out.shape == (2, 3, 40, 48)
     assert bool(torch.isfinite(out).all()) and 0 <= float(out.min()) and float(out.max()) <= 1
     assert _psnr(out, ref) > 35, "bf16 sampling drifted far from float32"
+    # the head's loop runs in float32 under autocast: close even without clip_x0 (was 32 dB)
+    ref_u = shipped.sample(rgb=rgb, spikes=spikes, steps=10, generator=torch.Generator().manual_seed(1), clip_x0=float("inf"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_u = shipped.sample(rgb=rgb, spikes=spikes, steps=10, generator=torch.Generator().manual_seed(1), clip_x0=float("inf"))
+    assert _psnr(out_u, ref_u) > 45
     assert isinstance(many, SampleOutput)
     for t in many:
         assert t.dtype == torch.float32 and bool(torch.isfinite(t).all())
