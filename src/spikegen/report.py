@@ -5,9 +5,10 @@ folder can be zipped, moved or served as it is. Nothing is loaded from the netwo
 
 Example:
     >>> from spikegen.report import Report
-    >>> rep = Report("Demo")                                  # doctest: +SKIP
-    >>> rep.figures("Reconstructions", [("tfp.png", "TFP"), ("tfi.png", "TFI")])
-    >>> rep.write("outputs/demo/index.html")
+    >>> import tempfile, pathlib
+    >>> rep = Report("Demo")
+    >>> rep = rep.figures("Reconstructions", [("tfp.png", "TFP"), ("tfi.png", "TFI")])  # returns itself: calls chain
+    >>> out = rep.write(pathlib.Path(tempfile.mkdtemp()) / "index.html")
 """
 
 from __future__ import annotations

@@ -286,10 +286,10 @@ def test_gsplat_tiny_training(prepared, tmp_path):
 def test_cameras_follow_the_opencv_convention(shared_data):
     """Blender c2w (OpenGL) -> gsplat world-to-camera (OpenCV): lego's cameras look at the origin,
     so it projects to the image centre in front of the camera, and world up (+z) projects upwards."""
-    from spikegen.tasks.gsplat_train import _cameras, scene_extent
+    from spikegen.tasks.nvs.gaussians import camera_matrices, scene_extent
 
     sc = read_blender_scene(shared_data / "nvs" / "lego", "train")
-    viewmats, ks = _cameras(sc, (200, 200), "cpu")
+    viewmats, ks = camera_matrices(sc, (200, 200), "cpu")
     assert viewmats.shape == (50, 4, 4) and ks.shape == (50, 3, 3)
     assert ks[0, 0, 0] == pytest.approx(sc.focal / 4) and ks[0, 0, 2] == pytest.approx(100.0)
     for i in range(0, 50, 7):
@@ -307,7 +307,7 @@ def _fake_gsplat(monkeypatch):
     """A pure-torch stand-in for gsplat (isotropic splats, no sorting) to run the trainer's plumbing on CPU."""
     import types
 
-    from spikegen.tasks.gsplat_train import SH_C0
+    from spikegen.tasks.nvs.gaussians import SH_C0
 
     def rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree=None,
                       packed=False, backgrounds=None, render_mode="RGB", **kw):
@@ -356,11 +356,11 @@ def _fake_gsplat(monkeypatch):
 def test_3dgs_trainer_plumbing_on_cpu_with_a_stand_in_rasterizer(prepared, tmp_path, monkeypatch):
     """The trainer loop, outputs and metrics, with gsplat replaced by a pure-torch splatter (CPU)."""
     _fake_gsplat(monkeypatch)
-    from spikegen.tasks.gsplat_train import GSplatConfig, run_3dgs
+    from spikegen.tasks.nvs import train_3dgs
 
-    cfg = GSplatConfig(iterations=40, init_points=200, init_extent=3.0, resolution=16, sh_degree=1, sh_degree_interval=20)
+    cfg = dict(iterations=40, init_points=200, init_extent=3.0, resolution=16, sh_degree=1, sh_degree_interval=20)
     out = tmp_path / "run"
-    meta = run_3dgs(prepared / "sharp", out, cfg, device="cpu", progress=False)
+    meta = train_3dgs(prepared / "sharp", out, device="cpu", progress=False, **cfg)
     assert meta["train"]["size"] == [16, 16] and meta["train"]["gaussians"] == 200
     assert [r["step"] for r in meta["log"]] == [0, 39]
     assert (out / "renders" / "r_0.png").is_file() and Image.open(out / "renders" / "r_0.png").size == (16, 16)
@@ -375,7 +375,7 @@ def test_3dgs_trainer_plumbing_on_cpu_with_a_stand_in_rasterizer(prepared, tmp_p
     assert "element vertex 200" in head and head.count("property float") == 3 + 3 + 3 + 9 + 1 + 3 + 4
     assert len(ply) - len(head) == 200 * 26 * 4
     with pytest.raises(Exception, match="exists"):
-        run_3dgs(prepared / "sharp", out, cfg, device="cpu", progress=False)
+        train_3dgs(prepared / "sharp", out, device="cpu", progress=False, **cfg)
 
 
 def test_prepare_errors_and_no_holdout(toy, tmp_path, capsys):

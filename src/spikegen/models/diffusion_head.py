@@ -102,7 +102,7 @@ def _randn(shape, generator: torch.Generator | None, device: torch.device, dtype
     return out.to(device=device, dtype=dtype)
 
 
-class _cpu_threads:
+class cpu_threads:
     """Run a block with ``n`` intra-op CPU threads, restoring the previous count after."""
 
     def __init__(self, n: int | None):
@@ -359,7 +359,7 @@ class DiffusionHead(nn.Module):
             width = net.input_proj.out_features
             small = z.device.type == "cpu" and z.shape[0] * width * width < SMALL_WORK_FOR_ONE_THREAD
             num_threads = 1 if small else None
-        with _cpu_threads(num_threads):
+        with cpu_threads(num_threads):
             if next(net.parameters()).dtype == torch.float32 and (
                     z.dtype != torch.float32 or torch.is_autocast_enabled(z.device.type)):
                 # Under bf16/fp16 autocast the first DDIM step divides a rounded noise estimate by

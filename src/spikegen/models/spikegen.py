@@ -50,7 +50,7 @@ import torch.nn as nn
 
 from spikegen.degrade import color_fade
 from spikegen.errors import CheckpointError, OutputExistsError, ShapeError
-from spikegen.models.diffusion_head import SAMPLERS, SMALL_WORK_FOR_ONE_THREAD, DiffusionHead, _cpu_threads
+from spikegen.models.diffusion_head import SAMPLERS, SMALL_WORK_FOR_ONE_THREAD, DiffusionHead, cpu_threads
 from spikegen.models.s3 import S3Encoder, prepare_spikes
 from spikegen.models.transformer import Transformer
 from spikegen.models.vae import (
@@ -759,7 +759,7 @@ class SpikeGen(nn.Module):
         was_training = self.training
         self.eval()  # sampling never uses dropout
         try:
-            with _cpu_threads(num_threads):
+            with cpu_threads(num_threads):
                 lat, size = self.sample_latents(
                     rgb, spikes, gamma, steps, temperature, num_samples, generator,
                     sampler=sampler, ar_steps=ar_steps, tfp_rgb=tfp_rgb, eta=eta, clip_x0=clip_x0,

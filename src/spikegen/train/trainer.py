@@ -135,8 +135,8 @@ class Trainer:
     """Runs one training stage described by a config dict (see :mod:`spikegen.train.config`).
 
     Example:
-        >>> from spikegen.train import Trainer, load_config       # doctest: +SKIP
-        >>> Trainer(load_config("configs/tiny_pretrain.yaml", ["train.steps=10"])).fit()
+        >>> from spikegen.train import Trainer, load_config
+        >>> Trainer(load_config("configs/tiny_pretrain.yaml", ["train.steps=10"])).fit()  # doctest: +SKIP
     """
 
     def __init__(self, cfg: dict, *, resume: str | os.PathLike | bool | None = None, progress: bool = True,

@@ -1,4 +1,4 @@
-"""3D Gaussian splatting on a Blender scene with ``gsplat`` (CUDA): train, render test views, score.
+"""3D Gaussian splatting with ``gsplat`` (CUDA): fit Gaussians to a Blender scene's views, render them.
 
 A compact trainer in the recipe of the 3DGS paper (Kerbl et al. 2023) for synthetic scenes:
 
@@ -21,28 +21,31 @@ A compact trainer in the recipe of the 3DGS paper (Kerbl et al. 2023) for synthe
   default (the views are composited on it).
 
 Cameras: Blender's camera-to-world matrices are OpenGL (x right, y up, looking down -z); gsplat
-takes OpenCV world-to-camera matrices, so ``viewmat = inverse(c2w @ diag(1, -1, -1, 1))``.
+takes OpenCV world-to-camera matrices, so ``viewmat = inverse(c2w @ diag(1, -1, -1, 1))``
+(:func:`camera_matrices`).
 
-Outputs (``out``): ``renders/<view>.png`` (test views), ``metrics.json`` (see
-:func:`spikegen.tasks.nvs.evaluate_renders`), ``run.json`` (scene, config, timings, number of
-Gaussians, gsplat version), ``splats.safetensors`` (the trained parameters) and
-``point_cloud.ply`` (the standard 3DGS ply, opens in splat viewers).
-
-``gsplat`` is imported lazily and only here; it is not a dependency of the package.
+This module fits and renders Gaussians and writes nothing but :func:`save_ply`'s file; the
+``spikegen nvs train`` run around it (outputs, test renders, scores) is
+:func:`spikegen.tasks.nvs.train_3dgs`. ``gsplat`` is imported lazily, inside :func:`render`
+and :func:`train_gaussians`; it is not a dependency of the package.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from spikegen.errors import SpikeGenError
+from spikegen.tasks.nvs.helpers import resize, resized_size
 
-__all__ = ["GSplatConfig", "run_3dgs", "train_gaussians", "render", "save_ply", "knn_mean_distance"]
+__all__ = ["GSplatConfig", "SH_C0", "camera_matrices", "init_splats", "knn_mean_distance", "render", "save_ply",
+           "scene_extent", "ssim_same", "train_gaussians"]
 
 SH_C0 = 0.28209479177387814
 
@@ -112,7 +115,12 @@ def ssim_same(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def knn_mean_distance(points: torch.Tensor, k: int = 3, chunk: int = 1024) -> torch.Tensor:
-    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest neighbours (chunked brute force)."""
+    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest neighbours (chunked brute force).
+
+    Example:
+        >>> knn_mean_distance(torch.tensor([[0.0, 0, 0], [1, 0, 0], [3, 0, 0]]), k=1)
+        tensor([1., 1., 2.])
+    """
     out = torch.empty(points.shape[0], device=points.device, dtype=points.dtype)
     for i in range(0, points.shape[0], chunk):
         d = torch.cdist(points[i:i + chunk], points)  # [c, N]
@@ -121,7 +129,7 @@ def knn_mean_distance(points: torch.Tensor, k: int = 3, chunk: int = 1024) -> to
     return out
 
 
-def _cameras(scene, size_wh: tuple[int, int], device) -> tuple[torch.Tensor, torch.Tensor]:
+def camera_matrices(scene, size_wh: tuple[int, int], device) -> tuple[torch.Tensor, torch.Tensor]:
     """World-to-camera (OpenCV) ``[N, 4, 4]`` and intrinsics ``[N, 3, 3]`` at ``size_wh``."""
     c2w = torch.from_numpy(scene.poses).to(torch.float64)
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
@@ -142,10 +150,8 @@ def scene_extent(scene) -> float:
 
 def _images(scene, size_wh: tuple[int, int], device) -> torch.Tensor:
     """All views ``[N, H, W, 3]`` float32 on ``device``."""
-    from spikegen.tasks.nvs import _resize
-
     w, h = size_wh
-    return torch.stack([_resize(img, (h, w)) for img in scene.images()]).permute(0, 2, 3, 1).contiguous().to(device)
+    return torch.stack([resize(img, (h, w)) for img in scene.images()]).permute(0, 2, 3, 1).contiguous().to(device)
 
 
 def init_splats(cfg: GSplatConfig, device, generator: torch.Generator) -> torch.nn.ParameterDict:
@@ -195,14 +201,12 @@ def train_gaussians(train, cfg: GSplatConfig, *, device: torch.device | str = "c
     """
     from gsplat.strategy import DefaultStrategy
 
-    from spikegen.tasks.nvs import resized_size
-
     cfg.validate()
     device = torch.device(device)
     gen = torch.Generator().manual_seed(int(cfg.seed))
     w, h = resized_size(train.width, train.height, cfg.resolution)
     images = _images(train, (w, h), device)
-    viewmats, ks = _cameras(train, (w, h), device)
+    viewmats, ks = camera_matrices(train, (w, h), device)
     extent = scene_extent(train)
     bg = torch.tensor(cfg.background, dtype=torch.float32, device=device)[None]
 
@@ -220,8 +224,6 @@ def train_gaussians(train, cfg: GSplatConfig, *, device: torch.device | str = "c
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=cfg.iterations, desc="3DGS", unit="it", dynamic_ncols=True)
     order: list[int] = []
     t0 = time.perf_counter()
@@ -280,82 +282,3 @@ def save_ply(path: str | Path, splats) -> Path:
         fh.write(header.encode("ascii"))
         fh.write(data.tobytes())
     return path
-
-
-def run_3dgs(scene: str | Path, out: str | Path, cfg: GSplatConfig, *, overwrite: bool = False,
-             progress: bool = True, device: str | torch.device = "cuda") -> dict:
-    """Train on ``scene``'s training views, render its test views into ``out/renders``, score them.
-
-    Returns:
-        The ``run.json`` content, with the metrics under ``"metrics"`` (``None`` when the scene
-        has no ``transforms_test.json``).
-    """
-    import gsplat
-    from safetensors.torch import save_file
-
-    from spikegen.data.scenes import read_blender_scene
-    from spikegen.image import save_image
-    from spikegen.tasks.nvs import _check_outputs, _write_json, evaluate_renders, resized_size, view_names
-
-    scene, out = Path(scene), Path(out)
-    train = read_blender_scene(scene, "train", cfg.background)
-    test = read_blender_scene(scene, "test", cfg.background) if (scene / "transforms_test.json").is_file() else None
-    names = view_names(test.frames) if test is not None else []
-    planned = [out / "run.json", out / "metrics.json", out / "splats.safetensors", out / "point_cloud.ply"]
-    planned += [out / "renders" / f"{n}.png" for n in names]
-    if test is not None and resized_size(train.width, train.height, cfg.resolution) != (test.width, test.height):
-        planned += [out / "gt" / f"{n}.png" for n in names]  # ground truth at the trained size
-    _check_outputs(planned, overwrite)
-    torch.manual_seed(int(cfg.seed))
-    log: list = []
-    splats, info = train_gaussians(train, cfg, device=device, progress=progress, log=log)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in splats.items()}, str(out / "splats.safetensors"),
-              metadata={"format": "spikegen-3dgs", "sh_degree": str(cfg.sh_degree)})
-    save_ply(out / "point_cloud.ply", splats)
-    render_seconds = None
-    if test is not None:
-        w, h = info["size"]
-        viewmats, ks = _cameras(test, (w, h), device)
-        bg = torch.tensor(cfg.background, dtype=torch.float32, device=device)[None]
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for i, name in enumerate(names):
-                img, _ = render(splats, viewmats[i:i + 1], ks[i:i + 1], w, h, cfg.sh_degree, bg)
-                save_image(out / "renders" / f"{name}.png", img[0].clamp(0, 1).permute(2, 0, 1).cpu(), overwrite=True)
-        render_seconds = round(time.perf_counter() - t0, 3)
-    meta = {
-        "format": "spikegen-3dgs-run", "version": 1, "scene": str(scene.resolve()),
-        "background": list(cfg.background), "config": asdict(cfg),
-        "gsplat": getattr(gsplat, "__version__", "unknown"),
-        "device": torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else str(device),
-        "train": info, "log": log, "render_seconds": render_seconds, "metrics": None,
-    }
-    _write_json(out / "run.json", meta)
-    if test is not None:
-        resized = info["size"] != [test.width, test.height]
-        if resized:
-            # score against ground truth at the trained size: resize it the same way as the training views
-            meta["metrics_note"] = "ground truth resized to the training resolution"
-            gt_dir = out / "gt"
-            from spikegen.tasks.nvs import _resize
-
-            for i, name in enumerate(names):
-                save_image(gt_dir / f"{name}.png", _resize(test.image(i), (info["size"][1], info["size"][0])), overwrite=True)
-            metrics = _metrics_against_folder(out, gt_dir, names)
-        else:
-            metrics = evaluate_renders(out, scene=scene, split="test", overwrite=True)
-        meta["metrics"] = metrics["mean"]
-        _write_json(out / "run.json", meta)
-    return meta
-
-
-def _metrics_against_folder(out: Path, gt_dir: Path, names: list[str]) -> dict:
-    from spikegen.data.scenes import load_rgba_composited
-    from spikegen.tasks.nvs import _metric_rows, _write_json
-
-    pairs = [(n, load_rgba_composited(out / "renders" / f"{n}.png"), load_rgba_composited(gt_dir / f"{n}.png")) for n in names]
-    result = {"scene": str(gt_dir.resolve()), "split": "test", "renders": str((out / "renders").resolve()),
-              **_metric_rows(pairs, True)}
-    _write_json(out / "metrics.json", result)
-    return result
