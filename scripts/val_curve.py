@@ -1,0 +1,102 @@
+"""Validation PSNR of a SpikeGen training run against its steps, as a CSV and a plot.
+
+For each checkpoint of RUN (or the ``--steps`` given), export its EMA weights (``spikegen train
+STAGE --resume-from CKPT --export``, the run's own config), optionally swap in another VAE with
+the same encoder (``--vae``: e.g. a decoder-only continuation), and score deblurring on the
+first ``--limit`` images of the validation split at V_th 1 (gray and RGB PSNR of SpikeGen at
+g = 0.5, colour from the input) with ``spikegen.tasks.evaluate.evaluate_deblur``. Rows are
+appended to ``OUT/val_curve.csv`` (steps already there are skipped) and ``OUT/val_curve.png``
+is redrawn.
+
+    python scripts/val_curve.py /work/runs/pretrain_f4 -o /work/runs/pretrain_f4/val --every 500
+    python scripts/val_curve.py RUN -o OUT --steps 1000,2000 --vae src/spikegen/weights/tiny-f4/vae
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    shared = Path(os.environ.get("SPIKEGEN_SHARED", REPO.parent / "shared"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--steps", default=None, help="comma-separated steps (default: every checkpoint)")
+    ap.add_argument("--every", type=int, default=1, help="keep checkpoints whose step is a multiple of this")
+    ap.add_argument("--vae", type=Path, default=None, help="decode with this VAE (same encoder)")
+    ap.add_argument("--limit", type=int, default=6)
+    ap.add_argument("--data", type=Path, default=shared / "data" / "images" / "mcmaster18")
+    args = ap.parse_args()
+
+    import torch
+
+    from spikegen.models import SpikeGen
+    from spikegen.models.vae import load_vae
+    from spikegen.tasks.evaluate import evaluate_deblur
+    from spikegen.tasks.plots import save_line_plot
+
+    cfg = json.loads((args.run / "config.json").read_text())
+    stage = cfg["stage"]
+    ckpts = sorted((args.run / "checkpoints").glob("step-*"))
+    steps = [int(p.name.split("-")[1]) for p in ckpts]
+    if args.steps:
+        want = {int(s) for s in args.steps.split(",")}
+        steps = [s for s in steps if s in want]
+    steps = [s for s in steps if s % args.every == 0]
+    args.output.mkdir(parents=True, exist_ok=True)
+    table = args.output / "val_curve.csv"
+    done = set()
+    if table.exists():
+        with open(table, newline="") as f:
+            done = {int(r["step"]) for r in csv.DictReader(f)}
+    vae = load_vae(args.vae) if args.vae else None
+    exe = Path(sys.executable).with_name("spikegen")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    for step in steps:
+        if step in done:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            exp = Path(tmp) / "w"
+            subprocess.run([str(exe), "train", stage, "--resume-from", str(args.run / "checkpoints" / f"step-{step:08d}"),
+                            "--export", str(exp)], check=True, env=env, stdout=subprocess.DEVNULL)
+            model = SpikeGen.from_pretrained(exp, vae=vae)
+            res = evaluate_deblur(args.data, Path(tmp) / "eval", methods="spikegen-0.5", v_ths=(1.0,), limit=args.limit,
+                                  weights=exp, report_images=0, progress=False, warn=lambda m: None,
+                                  model=model) if "model" in evaluate_deblur.__code__.co_varnames else None
+            if res is None:  # evaluate_deblur loads the weights itself: save the swapped model
+                if vae is not None:
+                    model.save_pretrained(exp, overwrite=True)
+                res = evaluate_deblur(args.data, Path(tmp) / "eval", methods="spikegen-0.5", v_ths=(1.0,),
+                                      limit=args.limit, weights=exp, report_images=0, progress=False, warn=lambda m: None)
+        row = next(r for r in res["summary"] if r["method"] == "spikegen-0.5")
+        new = not table.exists()
+        with open(table, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["step", "psnr_gray", "psnr_rgb"])
+            if new:
+                w.writeheader()
+            w.writerow({"step": step, "psnr_gray": round(row["psnr_gray"], 3), "psnr_rgb": round(row["psnr_rgb"], 3)})
+        print(f"step {step}: gray {row['psnr_gray']:.2f} dB, RGB {row['psnr_rgb']:.2f} dB", flush=True)
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    with open(table, newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: int(r["step"]))
+    if rows:
+        xs = [int(r["step"]) for r in rows]
+        save_line_plot(args.output / "val_curve.png",
+                       {"gray": (xs, [float(r["psnr_gray"]) for r in rows]), "RGB": (xs, [float(r["psnr_rgb"]) for r in rows])},
+                       title=f"{args.run.name}: SpikeGen g=0.5, V_th=1, first {args.limit} of {args.data.name}",
+                       xlabel="training step", ylabel="PSNR (dB)")
+        print(f"wrote {table} and {args.output / 'val_curve.png'}")
+
+
+if __name__ == "__main__":
+    main()
