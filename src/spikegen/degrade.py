@@ -29,6 +29,7 @@ __all__ = [
     "MotionBlur",
     "color_fade",
     "gaussian_blur",
+    "gaussian_kernel1d",
     "motion_blur",
     "motion_kernel",
     "motion_kernel_bank",
@@ -458,9 +459,20 @@ def video_blur(frames: Tensor, n: int, *, stride: int = 1) -> Tensor:
     return out.to(frames.dtype)
 
 
-def _gaussian_kernel1d(sigma: float, *, device=None, dtype=torch.float32) -> Tensor:
-    """Normalised 1-D Gaussian of length ``2 * round(3 sigma) + 1`` (the official converter's)."""
-    k = 2 * round(3 * sigma) + 1
+def gaussian_kernel1d(sigma: float, size: int | None = None, *, device=None, dtype=torch.float32) -> Tensor:
+    """Normalised 1-D Gaussian ``exp(-x^2 / (2 sigma^2))`` over ``size`` taps centred on the middle.
+
+    The one Gaussian of spikegen (blur, the spike-alignment loss, SSIM, the 3DGS training SSIM).
+    ``size`` defaults to ``2 * round(3 sigma) + 1`` (the official converter's); the taps are
+    computed in float64 and cast to ``dtype`` at the end.
+
+    Example:
+        >>> [round(v, 4) for v in gaussian_kernel1d(1.0).tolist()]
+        [0.0044, 0.054, 0.242, 0.3991, 0.242, 0.054, 0.0044]
+        >>> gaussian_kernel1d(1.5, 11, dtype=torch.float64).sum().item()
+        1.0
+    """
+    k = 2 * round(3 * sigma) + 1 if size is None else int(size)
     x = torch.arange(k, dtype=torch.float64, device=device) - (k - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype)
@@ -482,7 +494,7 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
         raise ShapeError(f"sigma must be a finite value >= 0, got {sigma}")
     if sigma == 0:
         return img
-    g = _gaussian_kernel1d(sigma, device=x.device, dtype=x.dtype)
+    g = gaussian_kernel1d(sigma, device=x.device, dtype=x.dtype)
     k = g.numel()
     p = k // 2
     b, c, h, w = x.shape

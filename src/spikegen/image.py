@@ -14,27 +14,18 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
+from spikegen.degrade import rgb_to_gray
 from spikegen.errors import OutputExistsError, ShapeError, SpikeFileError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` has an image suffix spikegen can read."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def is_video_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` has a video suffix spikegen can read through PyAV."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+# The suffixes and the is_*_file tests live in spikegen.media (one list for every command);
+# callers import them from here too.
+from spikegen.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_file, is_video_file  # noqa: F401
+from spikegen.outputs import atomic_path
 
 
 def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
@@ -72,8 +63,6 @@ def load_image(path: str | os.PathLike, *, gray: bool = False) -> torch.Tensor:
         raise SpikeFileError(f"{path}: cannot read as an image ({exc})") from None
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).clamp_(0, 1)
     if gray and t.shape[0] == 3:
-        from spikegen.degrade import rgb_to_gray
-
         t = rgb_to_gray(t)
     if not gray and t.shape[0] == 1:
         t = t.expand(3, -1, -1).clone()
@@ -101,12 +90,6 @@ def to_uint8(img: torch.Tensor | np.ndarray) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _check_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
@@ -124,15 +107,8 @@ def save_image(path: str | os.PathLike, img: torch.Tensor | np.ndarray, *, overw
     path = Path(path)
     _check_output(path, overwrite)
     arr = to_uint8(img)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:  # PIL picks the format from the suffix
         Image.fromarray(arr).save(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs are for sharing
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

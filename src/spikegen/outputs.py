@@ -4,8 +4,10 @@
    that exists, or a folder that holds anything, is "occupied".
 2. Outputs are checked -- and their parent folders created -- **before** any work, so a long job
    never fails at the end on a path it could have refused at the start.
-3. Files are written under a temporary name and renamed (see :func:`spikegen.image.save_image`,
-   :mod:`spikegen.spikes.io`), so a failure never leaves a truncated output.
+3. Files are written under a temporary name in the output's folder and renamed into place
+   (:func:`atomic_path`, :func:`atomic_write_bytes`, :func:`atomic_write_text`; the spike
+   writers of :mod:`spikegen.spikes.io` stream theirs), so a failure never leaves a truncated
+   output, and they get the mode the umask allows (:func:`file_mode`), as other programs' outputs.
 
 Example:
     >>> import tempfile, pathlib
@@ -17,16 +19,24 @@ Example:
     Traceback (most recent call last):
     ...
     spikegen.errors.OutputExistsError: ...out.png: exists; pass --overwrite to replace it
+    >>> atomic_write_text(d / "new" / "notes.txt", "done\\n")
+    PosixPath('...notes.txt')
+    >>> sorted(p.name for p in (d / "new").iterdir())   # no temporary file is left behind
+    ['notes.txt', 'out.png']
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from spikegen.errors import OutputExistsError
 
-__all__ = ["is_occupied", "claim_output", "share_files"]
+__all__ = ["is_occupied", "claim_output", "share_files", "file_mode", "atomic_path", "atomic_write_bytes",
+           "atomic_write_text"]
 
 
 def is_occupied(path: str | os.PathLike) -> bool:
@@ -73,8 +83,48 @@ def share_files(path: str | os.PathLike) -> None:
     """Give ``path`` (a file, or every file below a folder) the mode the umask allows
     (``0666 & ~umask``): safetensors and ``mkstemp`` create files readable by their owner only,
     which breaks weights shared between users."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mode = file_mode()
     p = Path(path)
     for f in ([p] if p.is_file() else [q for q in p.rglob("*") if q.is_file()]):
-        os.chmod(f, 0o666 & ~mask)
+        os.chmod(f, mode)
+
+
+def file_mode() -> int:
+    """The mode of a new output file: ``0666 & ~umask`` (``0644`` under the usual umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write to; renamed over ``path`` when the block
+    ends without an error, removed otherwise (``path`` is then left as it was).
+
+    The temporary name is ``.<name>.<random><suffix>`` (give the output's suffix when the writer
+    picks the format from it, as PIL does). The folder must exist (see :func:`claim_output`);
+    the policy checks (``overwrite``) are the caller's. The file gets :func:`file_mode`.
+    """
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; outputs are for sharing
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path`. Returns ``path`` as a Path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_path` (no newline translation).
+    Returns ``path`` as a Path."""
+    return atomic_write_bytes(path, text.encode(encoding))

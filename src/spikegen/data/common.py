@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -28,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from spikegen.errors import ShapeError, SpikeFileError
-from spikegen.image import is_image_file
+# natural_key lives in spikegen.media (the one natural file order); imported from here too.
+from spikegen.media import is_image_file, natural_key
 
 PathLike = str | os.PathLike
 Range = float | tuple[float, float] | Sequence[float]
@@ -260,9 +260,3 @@ class SeededDataset(torch.utils.data.Dataset):
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} samples")
         return index
-
-
-def natural_key(p: Path | str) -> list:
-    """Sort key that orders ``frame2`` before ``frame10``."""
-    s = str(p)
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikegen.data.common import PathLike, SeededDataset, as_size, coin, image_size, natural_key, random_crop_box
+from spikegen.data.common import PathLike, SeededDataset, as_size, coin, image_size, random_crop_box
 from spikegen.errors import ShapeError, SpikeFileError
-from spikegen.image import IMAGE_SUFFIXES, load_image
+from spikegen.image import load_image
+from spikegen.media import IMAGE_SUFFIXES, natural_key
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,7 +49,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -58,7 +57,9 @@ import numpy as np
 import torch
 
 from spikegen.errors import OutputExistsError, ShapeError, SpikeFileError
-from spikegen.image import IMAGE_SUFFIXES, save_image
+from spikegen.image import save_image
+from spikegen.media import IMAGE_SUFFIXES
+from spikegen.outputs import atomic_write_text
 
 PathLike = str | os.PathLike
 ImagesArg = Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | Callable[["Scene", int], torch.Tensor] | None
@@ -475,17 +476,20 @@ def image_relpath(file_path: str) -> str:
     return rel.as_posix()
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` as JSON indented by 4, atomically
+    (:func:`spikegen.outputs.atomic_write_text`), creating the parent folder: the format of the
+    scene files (``transforms*.json``) and of the nvs steps' records.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "sub" / "run.json"
+        >>> write_json(p, {"a": 1}); json.loads(p.read_text())
+        {'a': 1}
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=4)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(data, indent=4) + "\n")
 
 
 def nerfstudio_transforms(scenes: Sequence[Scene]) -> dict:
@@ -582,9 +586,9 @@ def write_scene(scenes: Scene | Sequence[Scene], out_dir: PathLike, images: Imag
         img = _image_for(s, i, images)
         save_image(target, img, overwrite=True)
     for s in scene_list:
-        _write_json(out / f"transforms_{s.split}.json", _transforms_json(s))
+        write_json(out / f"transforms_{s.split}.json", _transforms_json(s))
     if nerfstudio:
-        _write_json(out / "transforms.json", nerfstudio_transforms(scene_list))
+        write_json(out / "transforms.json", nerfstudio_transforms(scene_list))
     return out
 
 

@@ -46,7 +46,8 @@ from spikegen.data.common import (
     uniform,
 )
 from spikegen.errors import SpikeFileError
-from spikegen.image import IMAGE_SUFFIXES, load_image
+from spikegen.image import load_image
+from spikegen.media import IMAGE_SUFFIXES
 
 
 class SyntheticPairs(SeededDataset):

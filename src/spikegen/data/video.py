@@ -38,13 +38,13 @@ from spikegen.data.common import (
     as_size,
     coin,
     is_excluded,
-    natural_key,
     random_crop_box,
     resize_min_side,
     uniform,
 )
 from spikegen.errors import SpikeFileError
-from spikegen.image import is_image_file, is_video_file, load_image
+from spikegen.image import load_image
+from spikegen.media import is_image_file, is_video_file, natural_key
 
 
 @dataclass

@@ -42,9 +42,10 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from spikegen.data.common import SeededDataset, natural_key
+from spikegen.data.common import SeededDataset
 from spikegen.errors import ShapeError, SpikeFileError
-from spikegen.image import is_image_file, load_image
+from spikegen.image import load_image
+from spikegen.media import is_image_file, natural_key
 
 __all__ = ["SpikeWindows", "SPIKE_SUFFIXES"]
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikegen import degrade
 from spikegen.errors import ShapeError
 from spikegen.metrics._common import check_data_range, reduce_output, to_gray_u8_batch, to_tensor_pair
 
@@ -43,10 +44,11 @@ K1, K2 = 0.01, 0.03
 
 def gaussian_kernel1d(size: int = WIN, sigma: float = SIGMA, *, dtype: torch.dtype = torch.float64,
                       device: torch.device | str | None = None) -> torch.Tensor:  # fmt: skip
-    """Normalised 1-D Gaussian window ``[size]``; its outer product is ``fspecial('gaussian')``."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0
-    g = torch.exp(-(x * x) / (2.0 * sigma * sigma))
-    return (g / g.sum()).to(device=device, dtype=dtype)
+    """Normalised 1-D Gaussian window ``[size]``; its outer product is ``fspecial('gaussian')``.
+
+    :func:`spikegen.degrade.gaussian_kernel1d` with SSIM's window (11 taps, sigma 1.5) and float64.
+    """
+    return degrade.gaussian_kernel1d(sigma, size, device=device, dtype=dtype)
 
 
 def _valid_filter(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:

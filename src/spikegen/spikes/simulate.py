@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from spikegen.degrade import gaussian_blur, rgb_to_gray
 from spikegen.errors import ShapeError, SpikeFileError
+from spikegen.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_frames
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -46,9 +46,6 @@ __all__ = [
     "photon_sampling",
     "simulate_video",
 ]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 # Statistics of the measured SpikeNeRF maps (250 x 400), used by SpikeNoise.parametric:
 # relative std of the photo-response gain Nl, and the log-normal fit of the dark charge.
@@ -708,98 +705,6 @@ def photon_sampling(
 
 
 # ============================================================================ video sources
-def _natural_key(p: Path) -> list:
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
-
-
-def _image_to_tensor(arr: np.ndarray, gray: bool, source: Path) -> Tensor:
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise SpikeFileError(f"{source}: unsupported image shape {arr.shape}")
-    if arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 255.0
-    elif arr.dtype == np.uint16:
-        t = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1) / 65535.0
-    else:
-        t = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1)
-    if t.shape[0] == 1 and not gray:
-        t = t.expand(3, -1, -1).contiguous()
-    if t.shape[0] == 3 and gray:
-        t = rgb_to_gray(t)
-    return t
-
-
-def iter_frames(
-    source: str | Path, *, gray: bool = True, max_frames: int | None = None
-) -> Iterator[Tensor]:
-    r"""Yield the frames of a video source one at a time, as float ``[C, H, W]`` in [0, 1].
-
-    ``source`` is a folder of images (sorted in natural order: ``f2`` before ``f10``), a video
-    file (decoded with PyAV), or a single image. ``gray=True`` gives 1 channel (BT.601 weights),
-    otherwise 3. All frames must have the same size.
-
-    Example:
-        >>> frames = list(iter_frames("clip.mp4", max_frames=4))  # doctest: +SKIP
-    """
-    src = Path(source)
-    if max_frames is not None and max_frames < 0:
-        raise ShapeError(f"max_frames must be >= 0, got {max_frames}")
-    if max_frames == 0:
-        return
-    size = None
-
-    def check(t: Tensor, where: object) -> Tensor:
-        nonlocal size
-        if size is None:
-            size = tuple(t.shape[-2:])
-        elif tuple(t.shape[-2:]) != size:
-            raise SpikeFileError(
-                f"{where}: frame size {tuple(t.shape[-2:])} differs from the first frame {size}"
-            )
-        return t
-
-    count = 0
-    if src.is_dir():
-        import imageio.v3 as iio
-
-        files = sorted((p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                       key=_natural_key)
-        if not files:
-            raise SpikeFileError(f"{src} contains no images ({', '.join(IMAGE_SUFFIXES)})")
-        for f in files:
-            yield check(_image_to_tensor(iio.imread(f), gray, f), f)
-            count += 1
-            if max_frames is not None and count >= max_frames:
-                return
-    elif src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES:
-        import imageio.v3 as iio
-
-        yield _image_to_tensor(iio.imread(src), gray, src)
-    elif src.is_file():
-        import av
-
-        try:
-            container = av.open(str(src))
-        except Exception as exc:  # noqa: BLE001
-            raise SpikeFileError(f"cannot open video {src}: {exc}") from None
-        with container:
-            if not container.streams.video:
-                raise SpikeFileError(f"{src} has no video stream")
-            for frame in container.decode(video=0):
-                arr = frame.to_ndarray(format="rgb24")
-                yield check(_image_to_tensor(arr, gray, src), src)
-                count += 1
-                if max_frames is not None and count >= max_frames:
-                    return
-        if count == 0:
-            raise SpikeFileError(f"{src}: no frames could be decoded")
-    else:
-        raise SpikeFileError(f"video source {src} is neither a folder of images nor a file")
-
-
 def interpolate_frames(frames: Tensor, n: int) -> Tensor:
     r"""Temporal up-sampling by linear interpolation: ``n - 1`` frames between neighbours.
 

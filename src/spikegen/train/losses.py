@@ -15,21 +15,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from spikegen.degrade import gaussian_kernel1d
 from spikegen.errors import ShapeError
-
-
-def _gaussian_kernel1d(sigma: float, device, dtype) -> torch.Tensor:
-    radius = max(int(round(3 * sigma)), 1)
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian smoothing of ``[B,1,H,W]`` (kernel 2*round(3 sigma)+1, reflect borders)."""
     if sigma <= 0:
         return x
-    k = _gaussian_kernel1d(sigma, x.device, x.dtype)
+    radius = max(int(round(3 * sigma)), 1)  # at least 3 taps, also for sigma < 1/6
+    k = gaussian_kernel1d(sigma, 2 * radius + 1, device=x.device, dtype=x.dtype)
     r = k.numel() // 2
     pad_mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
     x = F.pad(x, (r, r, 0, 0), mode=pad_mode)

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from spikegen.degrade import gaussian_kernel1d
 from spikegen.errors import SpikeGenError
 from spikegen.tasks.nvs.helpers import resize, resized_size
 
@@ -91,9 +92,7 @@ class GSplatConfig:
 
 
 def _gaussian_window(device, dtype, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, device=device, dtype=dtype) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
+    g = gaussian_kernel1d(sigma, size, device=device, dtype=dtype)
     return (g[:, None] * g[None, :])[None, None]
 
 

@@ -3,15 +3,14 @@
 Option parsing (:func:`parse_background`, :func:`resized_size`), view names and the resize
 every step applies (:func:`view_names`, :func:`resize`), the file names and sensor defaults
 the steps agree on, and the output plumbing: :func:`check_outputs` (every planned output,
-before any work), :func:`write_json` (atomic) and :func:`progress_bar`.
+before any work), :func:`write_json` (atomic, from :mod:`spikegen.data.scenes`) and
+:func:`progress_bar`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from spikegen.data.scenes import image_relpath
+from spikegen.data.common import DEFAULT_GAIN
+from spikegen.data.scenes import image_relpath, write_json
 from spikegen.errors import OutputExistsError, SpikeGenError
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
 PathLike = str | os.PathLike
 PREPARE_JSON = "prepare.json"
 RESTORE_JSON = "restore.json"
-DEFAULT_VTH, DEFAULT_GAIN = 1.0, 0.6
+DEFAULT_VTH = 1.0  # and DEFAULT_GAIN, the training data's gain (spikegen.data.common)
 
 
 def parse_background(value: str | Sequence[float] | None) -> tuple[float, float, float]:
@@ -141,28 +141,6 @@ def check_outputs(paths: Sequence[Path], overwrite: bool) -> None:
     if existing:
         more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ""
         raise OutputExistsError(f"{existing[0]}: exists{more}; pass --overwrite (overwrite=True) to replace")
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` as indented JSON, atomically (a temporary file renamed), creating
-    the parent folder; the same format as the scene files of :mod:`spikegen.data.scenes`.
-
-    Example:
-        >>> import tempfile
-        >>> p = Path(tempfile.mkdtemp()) / "sub" / "run.json"
-        >>> write_json(p, {"a": 1}); json.loads(p.read_text())
-        {'a': 1}
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=4)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
