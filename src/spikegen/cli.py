@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import OutputExistsError, SpikeGenError
 
 app = typer.Typer(
@@ -129,7 +130,7 @@ def simulate(
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.dat or OUT.npz.")],
     method: Annotated[str, typer.Option(help="'if' (integrate-and-fire) or 'photon' (photon sampling).")] = "if",
     vth: Annotated[float, typer.Option("--vth", help="Firing threshold V_th.")] = 1.0,
-    gain: Annotated[float, typer.Option(help="Intensity gain: a white pixel adds `gain` per step (default: 0.6, as the shipped weights were trained).")] = 0.6,
+    gain: Annotated[float, typer.Option(help=f"Intensity gain: a white pixel adds `gain` per step (default: {DEFAULT_GAIN}, as the shipped weights were trained).")] = DEFAULT_GAIN,
     frames: Annotated[int, typer.Option(help="Spike frames for a still image (method if/photon).")] = 200,
     interp: Annotated[int, typer.Option(help="Temporal up-sampling of video frames by linear interpolation.")] = 1,
     coverage: Annotated[float, typer.Option(help="Photon sampling: fraction of pixels drawn per frame.")] = 0.1,
@@ -240,7 +241,7 @@ def deblur(
     resize_spikes: Annotated[bool, typer.Option("--resize-spikes", help="Resize spikes of another size to the RGB size (nearest neighbour).")] = False,
     tfp: Annotated[bool, typer.Option("--tfp", help="Also write OUT_tfp: the classic TFP of the same spikes (rate x V_th / gain).")] = False,
     vth: Annotated[float, typer.Option("--vth", help="The sensor's threshold V_th (for --tfp).")] = 1.0,
-    gain: Annotated[Optional[float], typer.Option(help="The sensor's gain (for --tfp) (default: 0.6).")] = None,
+    gain: Annotated[Optional[float], typer.Option(help=f"The sensor's gain (for --tfp) (default: {DEFAULT_GAIN}).")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate of an MP4 output (default: 30).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="Frame height of a .dat spike file (default: the RGB height).")] = None,
@@ -298,7 +299,7 @@ def eval_(
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
     seed: Annotated[int, typer.Option(help="Base random seed (per-image seeds derive from it).")] = 0,
-    gain: Annotated[Optional[float], typer.Option(help="deblur: integrate-and-fire gain (default: 0.6, as the training data).")] = None,
+    gain: Annotated[Optional[float], typer.Option(help=f"deblur: integrate-and-fire gain (default: {DEFAULT_GAIN}, as the training data).")] = None,
     frames: Annotated[Optional[int], typer.Option(help="deblur: spike frames per sample (default: 8).")] = None,
     source: Annotated[Optional[str], typer.Option(help="deblur: images, video or auto (default: auto = video when the folder holds video files).")] = None,
     n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="deblur --source video: frames averaged per blurry frame, odd (default: 7).")] = None,
@@ -447,7 +448,7 @@ def nvs_prepare(
     scene: Annotated[Path, typer.Argument(help="A sharp Blender/NeRF-synthetic scene (transforms_train.json [+ _test]).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output scene folder: blurry views, spikes/, sharp/, prepare.json.")],
     vth: Annotated[float, typer.Option("--vth", help="Integrate-and-fire threshold V_th.")] = 1.0,
-    gain: Annotated[float, typer.Option(help="Charge per step of a white pixel.")] = 0.6,
+    gain: Annotated[float, typer.Option(help="Charge per step of a white pixel.")] = DEFAULT_GAIN,
     frames: Annotated[int, typer.Option(help="Spike frames per view.")] = 8,
     kernels: Annotated[int, typer.Option(help="Motion kernels averaged per blur.")] = 8,
     size: Annotated[int, typer.Option(help="Blur kernel size in pixels of the source images (scaled with --resolution).")] = 40,

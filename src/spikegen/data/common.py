@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikegen.defaults import DEFAULT_GAIN  # the training gain (re-exported: spikegen.data.DEFAULT_GAIN)
 from spikegen.errors import ShapeError, SpikeFileError
 # natural_key lives in spikegen.media (the one natural file order); imported from here too.
 from spikegen.media import is_image_file, natural_key
@@ -33,12 +34,6 @@ from spikegen.media import is_image_file, natural_key
 PathLike = str | os.PathLike
 Range = float | tuple[float, float] | Sequence[float]
 
-#: Integrate-and-fire gain used by the datasets when none is given: the charge a white pixel
-#: (intensity 1) adds per step. At V_th = 1 a pixel of intensity x fires on average 0.6 x spikes
-#: per step, the firing-rate/intensity ratio measured on the Spk2ImgNet/REDS ``.dat`` files (see
-#: ``shared/data/SOURCES.md``), so simulated and recorded-format data have the same statistics.
-#: Over 8 frames a white pixel gives ~4.8 spikes at V_th = 1, ~2.4 at V_th = 2, ~1.2 at V_th = 4.
-DEFAULT_GAIN = 0.6
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

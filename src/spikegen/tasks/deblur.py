@@ -359,7 +359,9 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
 
     for p in outs:  # parent folders made now, before any work
         claim_output(p, overwrite=True, folder=is_video and p.suffix.lower() != ".mp4")
-    gain = 0.6 if gain is None else float(gain)
+    from spikegen.defaults import DEFAULT_GAIN
+
+    gain = DEFAULT_GAIN if gain is None else float(gain)
     if tfp and (v_th <= 0 or gain <= 0):
         raise SpikeGenError(f"--vth and --gain must be > 0, got {v_th} and {gain}")
 

@@ -92,7 +92,9 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
-    v_th, gain, frames = 1.0, 0.6, 8
+    from spikegen.defaults import DEFAULT_GAIN
+
+    v_th, gain, frames = 1.0, DEFAULT_GAIN, 8
 
     sharp = demo_image()
     blurry = motion_blur(sharp[None], kernels=8, size=40, generator=g)[0].clamp(0, 1)

@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import OutputExistsError, SpikeFileError, SpikeGenError
 from spikegen.image import stretch
 
@@ -70,7 +71,7 @@ DEFAULT_METHODS: dict[str, tuple[str, ...]] = {
     "real": ("tfp", "tfi", "spikegen"),
 }
 #: The Spk2ImgNet / REDS streams fire at about 0.6 x the intensity (shared/data/SOURCES.md).
-SPK2IMGNET_RATE_SCALE = 1 / 0.6
+SPK2IMGNET_RATE_SCALE = 1 / DEFAULT_GAIN
 
 #: Column titles of the summary tables (results.md, report.html): the space each metric is in.
 DISPLAY = {
