@@ -5,7 +5,13 @@
 * :mod:`~spikegen.models.s3` -- the S3 spike encoder;
 * :mod:`~spikegen.models.transformer` -- pre-norm ViT blocks with 2-D RoPE;
 * :mod:`~spikegen.models.diffusion_head` -- the per-token diffusion head (loss + samplers);
-* :mod:`~spikegen.models.spikegen` -- the assembled :class:`SpikeGen`, its config, save/load.
+* :mod:`~spikegen.models.config` -- :class:`SpikeGenConfig`, its presets, the token stride;
+* :mod:`~spikegen.models.inputs` -- input checks and latent patch tokens;
+* :mod:`~spikegen.models.masking` -- the random draws: modality ratio, mask ratio, token masks;
+* :mod:`~spikegen.models.generation` -- sampling (one-step or K-step, uncertainty maps);
+* :mod:`~spikegen.models.persistence` -- checkpoints: ``save_pretrained`` / ``from_pretrained``;
+* :mod:`~spikegen.models.spikegen` -- the assembled :class:`SpikeGen` (and the names above it
+  always exported: ``SpikeGenConfig``, ``SampleOutput``, ``sample_gamma``, ...).
 
 Example:
     >>> import torch
