@@ -4,7 +4,8 @@ For each checkpoint of RUN (or the ``--steps`` given), export its EMA weights (`
 STAGE --resume-from CKPT --export``, the run's own config), optionally swap in another VAE with
 the same encoder (``--vae``: e.g. a decoder-only continuation), and score deblurring on the
 first ``--limit`` images of the validation split at V_th 1 (gray and RGB PSNR of SpikeGen at
-g = 0.5, colour from the input) with ``spikegen.tasks.evaluate.evaluate_deblur``. Rows are
+g = 0.5, colour from the input; temperature 0 and clip_x0 3 as the shipped weights) with
+``spikegen.tasks.evaluate.evaluate_deblur``. Rows are
 appended to ``OUT/val_curve.csv`` (steps already there are skipped) and ``OUT/val_curve.png``
 is redrawn.
 
@@ -35,10 +36,11 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="keep checkpoints whose step is a multiple of this")
     ap.add_argument("--vae", type=Path, default=None, help="decode with this VAE (same encoder)")
     ap.add_argument("--limit", type=int, default=6)
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="sampling temperature written into the exported config (the shipped weights' 0)")
+    ap.add_argument("--clip-x0", type=float, default=3.0, help="sample_clip_x0 written into the exported config (shipped: 3)")
     ap.add_argument("--data", type=Path, default=shared / "data" / "images" / "mcmaster18")
     args = ap.parse_args()
-
-    import torch
 
     from spikegen.models import SpikeGen
     from spikegen.models.vae import load_vae
@@ -69,15 +71,14 @@ def main() -> None:
             exp = Path(tmp) / "w"
             subprocess.run([str(exe), "train", stage, "--resume-from", str(args.run / "checkpoints" / f"step-{step:08d}"),
                             "--export", str(exp)], check=True, env=env, stdout=subprocess.DEVNULL)
-            model = SpikeGen.from_pretrained(exp, vae=vae)
-            res = evaluate_deblur(args.data, Path(tmp) / "eval", methods="spikegen-0.5", v_ths=(1.0,), limit=args.limit,
-                                  weights=exp, report_images=0, progress=False, warn=lambda m: None,
-                                  model=model) if "model" in evaluate_deblur.__code__.co_varnames else None
-            if res is None:  # evaluate_deblur loads the weights itself: save the swapped model
-                if vae is not None:
-                    model.save_pretrained(exp, overwrite=True)
-                res = evaluate_deblur(args.data, Path(tmp) / "eval", methods="spikegen-0.5", v_ths=(1.0,),
-                                      limit=args.limit, weights=exp, report_images=0, progress=False, warn=lambda m: None)
+            # sampling settings of the shipped weights (deterministic, clamped clean-latent estimates)
+            c = json.loads((exp / "config.json").read_text())
+            c.update(sample_temperature=args.temperature, sample_clip_x0=args.clip_x0)
+            (exp / "config.json").write_text(json.dumps(c, indent=2, sort_keys=True))
+            if vae is not None:  # decode with the given VAE (same encoder): save the swapped model
+                SpikeGen.from_pretrained(exp, vae=vae).save_pretrained(exp, overwrite=True)
+            res = evaluate_deblur(args.data, Path(tmp) / "eval", methods="spikegen-0.5", v_ths=(1.0,),
+                                  limit=args.limit, weights=exp, report_images=0, progress=False, warn=lambda m: None)
         row = next(r for r in res["summary"] if r["method"] == "spikegen-0.5")
         new = not table.exists()
         with open(table, "a", newline="") as f:
@@ -86,7 +87,6 @@ def main() -> None:
                 w.writeheader()
             w.writerow({"step": step, "psnr_gray": round(row["psnr_gray"], 3), "psnr_rgb": round(row["psnr_rgb"], 3)})
         print(f"step {step}: gray {row['psnr_gray']:.2f} dB, RGB {row['psnr_rgb']:.2f} dB", flush=True)
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
     with open(table, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: int(r["step"]))
     if rows:
