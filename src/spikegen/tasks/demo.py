@@ -125,7 +125,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
             rows.append({"method": f"SpikeGen g={gamma:g}", **score(pred, sharp)})
         gen = torch.Generator().manual_seed(seed)
         pred = deblur_image(model, blurry, spikes[0], gamma=0.5, steps=steps, generator=gen, colour="model").image
-        images["SpikeGen g=0.5 (model colours)"] = pred
+        images["SpikeGen g=0.5, model colours"] = pred
         rows.append({"method": "SpikeGen g=0.5, model colours", **score(pred, sharp)})
         gen = torch.Generator().manual_seed(seed + 1)
         res = model.sample(rgb=blurry[None], spikes=spikes, gamma=0.5, steps=steps, generator=gen, num_samples=samples)
