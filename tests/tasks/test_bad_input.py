@@ -193,3 +193,7 @@ def test_headerless_dat_says_how_to_read_it_back(tmp_path, capsys):
     assert "--height 24 --width 32" in out
     code, out, err = run(["info", tmp_path / "v.dat", "--height", 24, "--width", 32], capsys)
     assert code == 0 and "24x32" in out
+
+
+def test_a_folder_given_as_a_spike_file_is_called_a_folder(tmp_path, capsys):
+    refused(["info", tmp_path], capsys, "is a folder", ".dat")

@@ -185,6 +185,8 @@ def open_spikes(
         if raw_width is not None:
             raise SpikeFileError(f"spike file '{p}': raw_width only applies to .dat files")
         return NpzSpikes(p, key=key, flip=flip, height=height, width=width, fps=fps)
+    if p.is_dir():
+        raise SpikeFileError(f"'{p}' is a folder; expected a spike file (.dat, .npz or .npy)")
     raise SpikeFileError(
         f"spike file '{p}': unknown suffix '{p.suffix}'; expected .dat, .npz or .npy"
     )
