@@ -279,69 +279,44 @@ def deblur(
     typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
-# Options of `spikegen eval` that only some tasks use (task -> allowed).
-_EVAL_ONLY = {
-    "--vth": ("deblur",), "--size": ("deblur", "reconstruct"), "--gain": ("deblur",), "--frames": ("deblur",),
-    "--source": ("deblur",), "--n-blur": ("deblur",), "--interp": ("deblur",), "--colour": ("deblur",), "--rate-scale": ("reconstruct", "real"),
-    "--window": ("reconstruct", "real"), "--spikegen-frames": ("reconstruct", "real"), "--centers": ("real",), "--height": ("real",), "--width": ("real",),
-}
+# --- spikegen eval: the evaluation protocols (docs/evaluation.md); the logic is in spikegen.tasks.evaluate ---
+# One sub-command per task, each with only its own options (typer refuses another task's option).
+eval_app = typer.Typer(help="Evaluate methods by the paper's protocols; writes tables and an HTML report.",
+                       epilog="Each task has only its own options (spikegen eval TASK --help). deblur: --vth (default: 1,2,4), "
+                              "--size (default: 256); reconstruct and real: --window (default: 61).",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+EvalOutput = Annotated[Path, typer.Option("-o", "--output", help="Output folder: results.json/.csv/.md, report.html, images/.")]
+EvalMethods = Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real (default: all of the task's).")]
+EvalLimit = Annotated[Optional[int], typer.Option(help="Evaluate only the first N items (sorted).")]
+EvalWeights = Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")]
+EvalSteps = Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")]
+EvalSeed = Annotated[int, typer.Option(help="Base random seed (per-image seeds derive from it).")]
+EvalRateScale = Annotated[Optional[float], typer.Option("--rate-scale", help="Firing rate -> intensity for TFP/TFI (default: 1/0.6 for reconstruct; real: stretch to the 99.5th percentile).")]
+EvalWindow = Annotated[Optional[int], typer.Option(help="Spike frames per reconstruction (default: 61).")]
+EvalSpikegenFrames = Annotated[Optional[int], typer.Option("--spikegen-frames", help="SpikeGen gets the centred N frames of the window (default: the model's expected count, else all).")]
+EvalReportImages = Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")]
+EvalNoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+EvalJson = Annotated[bool, typer.Option("--json", help="Print results.json's content as one JSON document on stdout (messages go to stderr).")]
 
 
-@app.command("eval")
-def eval_(
-    task: Annotated[str, typer.Argument(help="deblur (GOPRO-style), reconstruct (STIR-style, .dat + GT) or real (no-reference).")],
-    data: Annotated[Path, typer.Option("--data", help="deblur: an image folder (or video folder with --source video); reconstruct: spike/*.dat + gt/*.png; real: spike files.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder: results.json/.csv/.md, report.html, images/.")],
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real (default: all of the task's).")] = None,
-    vth: Annotated[Optional[str], typer.Option("--vth", help="deblur: spike thresholds V_th, comma-separated (default: 1,2,4).")] = None,
-    size: Annotated[Optional[int], typer.Option(help="deblur: centre-crop size (default: 256); reconstruct: optional centre crop.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N items (sorted).")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")] = None,
-    seed: Annotated[int, typer.Option(help="Base random seed (per-image seeds derive from it).")] = 0,
-    gain: Annotated[Optional[float], typer.Option(help=f"deblur: integrate-and-fire gain (default: {DEFAULT_GAIN}, as the training data).")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="deblur: spike frames per sample (default: 8).")] = None,
-    source: Annotated[Optional[str], typer.Option(help="deblur: images, video or auto (default: auto = video when the folder holds video files).")] = None,
-    n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="deblur --source video: frames averaged per blurry frame, odd (default: 7).")] = None,
-    interp: Annotated[Optional[int], typer.Option(help="deblur --source video: linear frame interpolation factor (default: 1).")] = None,
-    rate_scale: Annotated[Optional[float], typer.Option("--rate-scale", help="reconstruct/real: firing rate -> intensity for TFP/TFI (default: 1/0.6 for reconstruct; real: stretch to the 99.5th percentile).")] = None,
-    window: Annotated[Optional[int], typer.Option(help="reconstruct/real: spike frames per reconstruction (default: 61).")] = None,
-    spikegen_frames: Annotated[Optional[int], typer.Option("--spikegen-frames", help="reconstruct/real: SpikeGen gets the centred N frames of the window (default: the model's expected count, else all).")] = None,
-    centers: Annotated[Optional[int], typer.Option(help="real: reconstructions per file, evenly spaced (default: 3).")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="real: frame height of .dat files (default: 250).")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="real: frame width of .dat files (default: 400).")] = None,
-    colour: Annotated[Optional[str], typer.Option("--colour", help="deblur: SpikeGen rows in colour input (luminance from SpikeGen, chroma from the blurry input) or model (its own, gamma-faded colours) (default: input).")] = None,
-    report_images: Annotated[int, typer.Option("--report-images", help="Items shown with pictures in report.html.")] = 3,
-    overwrite: Overwrite = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print results.json's content as one JSON document on stdout (messages go to stderr).")] = False,
-) -> None:
-    """Evaluate methods by the paper's protocols; writes tables and an HTML report."""
-    from spikegen.tasks.evaluate import TASKS, run_eval
+def _run_eval_cli(task: str, data: Path, output: Path, common: dict, opt: dict, json_out: bool) -> None:
+    """Check the shared options, run ``spikegen.tasks.evaluate.run_eval`` and print the summary (or ``--json``)."""
+    from spikegen.tasks.evaluate import run_eval
 
-    if task not in TASKS:
-        raise SpikeGenError(f"unknown eval task {task!r}; expected one of {', '.join(TASKS)}")
-    for flag, value, kw in (("--size", size, dict(lo=16)), ("--limit", limit, dict(lo=1)), ("--steps", steps, dict(lo=1)),
-                            ("--gain", gain, dict(above=0)), ("--frames", frames, dict(lo=1)), ("--n-blur", n_blur, dict(lo=1)),
-                            ("--interp", interp, dict(lo=1)), ("--rate-scale", rate_scale, dict(above=0)),
-                            ("--window", window, dict(lo=1)), ("--spikegen-frames", spikegen_frames, dict(lo=1)),
-                            ("--centers", centers, dict(lo=1)), ("--height", height, dict(lo=1)), ("--width", width, dict(lo=1)),
-                            ("--report-images", report_images, dict(lo=0))):
-        _need(flag, value, **kw)
-    _need_seed(seed)
-    given = {"--vth": vth, "--size": size, "--gain": gain, "--frames": frames, "--source": source, "--n-blur": n_blur,
-             "--interp": interp, "--rate-scale": rate_scale, "--window": window, "--spikegen-frames": spikegen_frames,
-             "--centers": centers, "--colour": colour,
-             "--height": height, "--width": width}
-    for flag, value in given.items():
-        if value is not None and task not in _EVAL_ONLY[flag]:
-            raise SpikeGenError(f"{flag} does not apply to eval {task} (only to eval {' / '.join(_EVAL_ONLY[flag])})")
-    common = dict(methods=methods, limit=limit, weights=weights, steps=steps, seed=seed, report_images=report_images,
-                  overwrite=overwrite, progress=not no_progress, warn=lambda m: _echo(f"warning: {m}"))
-    opt = {k: v for k, v in dict(v_ths=vth, size=size, gain=gain, frames=frames, source=source, n_blur=n_blur,
-                                 interp=interp, rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames, centers=centers,
-                                 colour=colour,
-                                 height=height, width=width).items() if v is not None}
+    for flag, key, kw in (("--limit", "limit", dict(lo=1)), ("--steps", "steps", dict(lo=1)),
+                          ("--report-images", "report_images", dict(lo=0))):
+        _need(flag, common[key], **kw)
+    for flag, key, kw in (("--size", "size", dict(lo=16)), ("--gain", "gain", dict(above=0)), ("--frames", "frames", dict(lo=1)),
+                          ("--n-blur", "n_blur", dict(lo=1)), ("--interp", "interp", dict(lo=1)),
+                          ("--rate-scale", "rate_scale", dict(above=0)), ("--window", "window", dict(lo=1)),
+                          ("--spikegen-frames", "spikegen_frames", dict(lo=1)), ("--centers", "centers", dict(lo=1)),
+                          ("--height", "height", dict(lo=1)), ("--width", "width", dict(lo=1))):
+        if key in opt:
+            _need(flag, opt[key], **kw)
+    _need_seed(common["seed"])
+    common = dict(common, progress=not common.pop("no_progress"), warn=lambda m: _echo(f"warning: {m}"))
+    opt = {k: v for k, v in opt.items() if v is not None}
     if json_out:
         import contextlib
         import json
@@ -357,6 +332,89 @@ def eval_(
 
     typer.echo(markdown_table(display_rows(result["summary"]), digits=4), nl=False)
     typer.echo(f"wrote {Path(output) / 'results.json'}, results.csv, results.md; open {Path(output) / 'report.html'}")
+
+
+@eval_app.command("deblur")
+def eval_deblur(
+    data: Annotated[Path, typer.Option("--data", help="An image folder (or a video folder / video files with --source video).")],
+    output: EvalOutput,
+    methods: EvalMethods = None,
+    vth: Annotated[Optional[str], typer.Option("--vth", help="Spike thresholds V_th, comma-separated (default: 1,2,4).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Centre-crop size (default: 256).")] = None,
+    limit: EvalLimit = None,
+    weights: EvalWeights = None,
+    steps: EvalSteps = None,
+    seed: EvalSeed = 0,
+    gain: Annotated[Optional[float], typer.Option(help=f"Integrate-and-fire gain (default: {DEFAULT_GAIN}, as the training data).")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Spike frames per sample (default: 8).")] = None,
+    source: Annotated[Optional[str], typer.Option(help="images, video or auto (default: auto = video when the folder holds video files).")] = None,
+    n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="--source video: frames averaged per blurry frame, odd (default: 7).")] = None,
+    interp: Annotated[Optional[int], typer.Option(help="--source video: linear frame interpolation factor (default: 1).")] = None,
+    colour: Annotated[Optional[str], typer.Option("--colour", help="SpikeGen rows in colour input (luminance from SpikeGen, chroma from the blurry input) or model (its own, gamma-faded colours) (default: input).")] = None,
+    report_images: EvalReportImages = 3,
+    overwrite: Overwrite = False,
+    no_progress: EvalNoProgress = False,
+    json_out: EvalJson = False,
+) -> None:
+    """GOPRO-style conditional deblurring of an image (or video) folder."""
+    _run_eval_cli("deblur", data, output,
+                  dict(methods=methods, limit=limit, weights=weights, steps=steps, seed=seed, report_images=report_images,
+                       overwrite=overwrite, no_progress=no_progress),
+                  dict(v_ths=vth, size=size, gain=gain, frames=frames, source=source, n_blur=n_blur, interp=interp,
+                       colour=colour), json_out)
+
+
+@eval_app.command("reconstruct")
+def eval_reconstruct(
+    data: Annotated[Path, typer.Option("--data", help="A folder with spike/*.dat + gt/*.png (Spk2ImgNet layout).")],
+    output: EvalOutput,
+    methods: EvalMethods = None,
+    size: Annotated[Optional[int], typer.Option(help="Optional centre crop (default: the full frame).")] = None,
+    limit: EvalLimit = None,
+    weights: EvalWeights = None,
+    steps: EvalSteps = None,
+    seed: EvalSeed = 0,
+    rate_scale: EvalRateScale = None,
+    window: EvalWindow = None,
+    spikegen_frames: EvalSpikegenFrames = None,
+    report_images: EvalReportImages = 3,
+    overwrite: Overwrite = False,
+    no_progress: EvalNoProgress = False,
+    json_out: EvalJson = False,
+) -> None:
+    """STIR-style dense frame reconstruction against ground truth."""
+    _run_eval_cli("reconstruct", data, output,
+                  dict(methods=methods, limit=limit, weights=weights, steps=steps, seed=seed, report_images=report_images,
+                       overwrite=overwrite, no_progress=no_progress),
+                  dict(size=size, rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames), json_out)
+
+
+@eval_app.command("real")
+def eval_real(
+    data: Annotated[Path, typer.Option("--data", help="A folder of spike files (.dat / .npz / .npy, searched recursively) or one file.")],
+    output: EvalOutput,
+    methods: EvalMethods = None,
+    limit: EvalLimit = None,
+    weights: EvalWeights = None,
+    steps: EvalSteps = None,
+    seed: EvalSeed = 0,
+    rate_scale: EvalRateScale = None,
+    window: EvalWindow = None,
+    spikegen_frames: EvalSpikegenFrames = None,
+    centers: Annotated[Optional[int], typer.Option(help="Reconstructions per file, evenly spaced (default: 3).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Frame height of .dat files (default: 250).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Frame width of .dat files (default: 400).")] = None,
+    report_images: EvalReportImages = 3,
+    overwrite: Overwrite = False,
+    no_progress: EvalNoProgress = False,
+    json_out: EvalJson = False,
+) -> None:
+    """No-reference scores (NIQE, BRISQUE) of reconstructions of real captures."""
+    _run_eval_cli("real", data, output,
+                  dict(methods=methods, limit=limit, weights=weights, steps=steps, seed=seed, report_images=report_images,
+                       overwrite=overwrite, no_progress=no_progress),
+                  dict(rate_scale=rate_scale, window=window, spikegen_frames=spikegen_frames, centers=centers,
+                       height=height, width=width), json_out)
 
 
 @app.command()
