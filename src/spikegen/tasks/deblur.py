@@ -280,12 +280,6 @@ def _count_frames(source: Path) -> int:
     return video_frame_count(source)
 
 
-def _output_busy(p: Path) -> bool:
-    if p.is_dir():
-        return any(p.iterdir())
-    return p.exists()
-
-
 def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str | os.PathLike, *, model: Any = None,
                 weights: str | os.PathLike | None = None, gamma: float = 0.5, samples: int = 1, steps: int | None = None,
                 seed: int = 0, temperature: float | None = None, frames: int | None = None, resize_spikes: bool = False,
@@ -352,11 +346,11 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         outs += list(side_paths(output))
     if tfp:
         outs.append(_tfp_path(output))
-    busy = [p for p in outs if _output_busy(p)]
+    from spikegen.outputs import claim_output, is_occupied
+
+    busy = [p for p in outs if is_occupied(p)]  # all checked before any folder is made
     if busy and not overwrite:
         raise OutputExistsError(f"{busy[0]}: exists; pass --overwrite to replace it")
-    from spikegen.outputs import claim_output
-
     for p in outs:  # parent folders made now, before any work
         claim_output(p, overwrite=True, folder=is_video and p.suffix.lower() != ".mp4")
     from spikegen.defaults import DEFAULT_GAIN
