@@ -134,3 +134,31 @@ def test_deblur_time_window_equals_the_frame_window(dat, tmp_path, x):
         assert np.array_equal(got, x[100:200])
     with pytest.raises(Exception, match="--end"):
         deblur_file(blurry, dat, tmp_path / "o9.png", model=FakeModel(), end="1s", progress=False)
+
+
+def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir, monkeypatch):
+    """``reconstruct --method spikegen`` feeds SpikeGen what ``eval reconstruct`` does: the
+    window's TFP x the model's tfp_scale as the RGB input and the centre 8 spike frames."""
+    from spikegen.models import SpikeGen
+    from spikegen.spikes.reconstruct import tfp
+    from spikegen.tasks.reconstruct import reconstruct_file
+
+    rng = np.random.default_rng(0)
+    spikes = (rng.random((60, 16, 16)) < 0.3).astype(np.uint8)
+    f = save_spikes(tmp_path / "s.npz", spikes)
+    seen = {}
+    real = SpikeGen.sample
+
+    def spy(self, rgb=None, spikes=None, **kw):
+        seen["rgb"], seen["spikes"] = rgb, spikes
+        return real(self, rgb=rgb, spikes=spikes, **kw)
+
+    monkeypatch.setattr(SpikeGen, "sample", spy)
+    out = reconstruct_file(f, tmp_path / "o.png", method="spikegen", window=41, frame=30, weights=tiny_dir,
+                           steps=2, progress=False)
+    assert out.is_file()
+    lo = 30 - 20
+    assert torch.equal(seen["spikes"][0].reshape(8, 16, 16), torch.from_numpy(spikes[26:34]))
+    scale = SpikeGen.from_pretrained(tiny_dir).config.tfp_scale
+    want = tfp(torch.from_numpy(spikes[lo:lo + 41]), 41, centers=[20], scale=scale)[0].clamp(0, 1)
+    assert torch.allclose(seen["rgb"][0, 0], want) and torch.equal(seen["rgb"][0, 0], seen["rgb"][0, 2])

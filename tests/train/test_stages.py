@@ -42,3 +42,16 @@ def test_tfp_fraction_runs_a_finetune_step_and_is_checked(model):
     assert torch.isfinite(out["loss"]) and "pixel" in out
     with pytest.raises(SpikeGenError, match="tfp_fraction"):
         SpikeGenTrainModule(model, tfp_fraction=1.5)
+
+
+def test_export_records_the_spike_frames_it_was_trained_on(model, tmp_path):
+    from spikegen.train.stages import SpikeGenStage
+
+    m = SpikeGenTrainModule(model)
+    g = torch.Generator().manual_seed(2)
+    m({"blurry": torch.rand(1, 3, 16, 16, generator=g), "clean": torch.rand(1, 3, 16, 16, generator=g),
+       "spikes": (torch.rand(1, 12, 16, 16, generator=g) < 0.3).to(torch.uint8)})
+    SpikeGenStage({"stage": "pretrain"}).export(m, tmp_path / "w")
+    assert SpikeGen.from_pretrained(tmp_path / "w").config.spike_frames == 12
+    with pytest.raises(ValueError, match="spike_frames"):
+        SpikeGenConfig.preset("tiny", spike_frames=0).validate()

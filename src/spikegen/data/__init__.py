@@ -25,6 +25,7 @@ from spikegen.data.scenes import (
     read_spikegs_scene,
     write_scene,
 )
+from spikegen.data.motion import ReconstructionPairs
 from spikegen.data.synthetic import SyntheticPairs
 from spikegen.data.video import VideoPairs
 
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_GAIN",
     "VALIDATION_EXCLUDE",
     "GoproSpikeDataset",
+    "ReconstructionPairs",
     "SREDSDataset",
     "Scene",
     "SceneFrame",

@@ -51,6 +51,10 @@ class SpikeGenConfig:
     # latent pixels per token side (MAR's patchify): vae_stride * patch_size must be 8, the S3
     # encoder's stride, so the token grid is H/8 x W/8 whatever the VAE
     patch_size: int = 1
+    # spike frames per sample the model was trained on (the S3 encoder sums over time, so its
+    # features scale with ceil(T / 8)): tasks give it the centred this many frames of a window;
+    # None: any T (tasks then pass the whole window)
+    spike_frames: int | None = None
     # S3 spike encoder widths (stem + three stride-2 blocks); its output width = encoder_width
     s3_channels: tuple[int, ...] = (32, 64, 128, 256)
     # ViT encoder / decoder
@@ -105,6 +109,7 @@ class SpikeGenConfig:
                 vae="tiny-f4-d16",
                 vae_stride=4,
                 patch_size=2,
+                spike_frames=8,
                 s3_channels=(8, 16, 32, 64),
                 encoder_width=128,
                 encoder_depth=2,
@@ -171,6 +176,8 @@ class SpikeGenConfig:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if not 0.0 < self.mask_ratio_min <= 1.0:
             raise ValueError(f"mask_ratio_min must be in (0, 1], got {self.mask_ratio_min}")
+        if self.spike_frames is not None and (not isinstance(self.spike_frames, int) or self.spike_frames < 1):
+            raise ValueError(f"spike_frames must be None or an integer >= 1, got {self.spike_frames!r}")
         if self.gamma_std <= 0:
             raise ValueError(f"gamma_std must be > 0, got {self.gamma_std}")
         if self.diffusion_batch_mul < 1:

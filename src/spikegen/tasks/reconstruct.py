@@ -36,21 +36,35 @@ def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: 
 
 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
-                     batch: int, seed: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """SpikeGen "TFP & Spike" on a window of ``window`` frames around each centre."""
+                     batch: int, seed: int, scale: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """SpikeGen "TFP & Spike" around each centre, as ``spikegen eval reconstruct`` runs it: the
+    RGB input is the TFP of the ``window`` frames around the centre (x ``scale``, default the
+    model's ``tfp_scale``), the spike input the model's expected number of centre frames (all
+    ``window`` frames for a model without one)."""
+    from spikegen.degrade import rgb_to_gray
+    from spikegen.spikes.reconstruct import tfp
+    from spikegen.tasks.deblur import expected_spike_frames, select_frames
+
     n = src.num_frames
     half = window // 2
+    k = expected_spike_frames(model)
+    scale = float(model.config.tfp_scale) if scale is None else float(scale)
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(centers), batch):
         cs = centers[i:i + batch]
-        wins = []
+        rgbs, wins = [], []
         for c in cs:
             lo = min(max(c - half, 0), max(n - window, 0))
-            wins.append(torch.from_numpy(src.read(lo, min(lo + window, n))))
-        spikes = torch.stack(wins).to(model.device)
-        out = model.sample(rgb=None, spikes=spikes, gamma=gamma, steps=steps, generator=g, tfp_rgb=True)
-        from spikegen.degrade import rgb_to_gray
-
+            hi = min(lo + window, n)
+            s = torch.from_numpy(src.read(lo, hi))
+            rgbs.append(tfp(s, window, centers=[c - lo], scale=scale)[0].clamp(0, 1).expand(3, -1, -1))
+            a, b = select_frames(s.shape[0], min(k, s.shape[0]), lo=c - lo, hi=c - lo + 1) if k else (0, s.shape[0])
+            wins.append(s[a:b])
+        if len({w.shape[0] for w in wins}) > 1:  # streams shorter than the model's frames
+            m = min(w.shape[0] for w in wins)
+            wins = [w[:m] for w in wins]
+        out = model.sample(rgb=torch.stack(rgbs).to(model.device), spikes=torch.stack(wins).to(model.device),
+                           gamma=gamma, steps=steps, generator=g)
         gray = rgb_to_gray(out.float())[:, 0].cpu()
         for c, fr in zip(cs, gray):
             yield c, fr
@@ -100,10 +114,13 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         file: a ``.dat``, ``.npz`` or ``.npy`` spike file (``open_kwargs``: height, width,
             flip, raw_width, partial; see :func:`spikegen.spikes.io.open_spikes`).
         output: ``.png`` for one frame; ``.mp4`` or a folder with ``all_frames``.
-        method: ``tfp``, ``tfi`` or ``spikegen`` ("TFP & Spike": the window's spikes, with
-            their TFP standing in for the RGB input, at ``gamma`` = 0.5; at 1 the TFP would be
+        method: ``tfp``, ``tfi`` or ``spikegen`` ("TFP & Spike", as ``eval reconstruct``: the
+            window's TFP, x ``scale``, stands in for the RGB input and the model's centre spike
+            frames (8 for tiny) are its spike input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
-        window: TFP window / TFI search range (2 x half) / SpikeGen input frames.
+        window: TFP window / TFI search range (2 x half) / SpikeGen's TFP window.
+        scale: TFP intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
+            1 / 0.6 for the tiny weights: a white pixel firing at 0.6).
         start, end: use only frames ``start .. end - 1``: frame indices or times with units
             (``"10ms"``, ``"0.5s"``), converted at ``fps_camera`` as
             :func:`spikegen.spikes.io.frame_range` (start rounded down, end up). ``frame`` (an
@@ -142,13 +159,15 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         where = f"the stream of {n} frames" if src is full else f"the selected frames {a}..{b - 1}"
         raise SpikeGenError(f"--frame {frame} is outside {where}")
     claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
+    sg_scale = scale  # SpikeGen's pseudo-frame: default the model's tfp_scale
     scale = 1.0 if scale is None else float(scale)
     model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
 
     if not all_frames:
         c = n // 2 if frame is None else int(frame) - a
         if method == "spikegen":
-            _, img = next(_frames_spikegen(src, model, window, [c], gamma=gamma, steps=steps, batch=1, seed=0))
+            _, img = next(_frames_spikegen(src, model, window, [c], gamma=gamma, steps=steps, batch=1, seed=0,
+                                              scale=sg_scale))
         else:
             half = window // 2 if method == "tfp" else max(window // 2, 1)
             lo, hi = max(c - half, 0), min(c + half + 1, n)
@@ -171,7 +190,7 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
 
     centers = list(range(0, n, stride))
     if method == "spikegen":
-        frames = _frames_spikegen(src, model, window, centers, gamma=gamma, steps=steps, batch=8, seed=0)
+        frames = _frames_spikegen(src, model, window, centers, gamma=gamma, steps=steps, batch=8, seed=0, scale=sg_scale)
     else:
         frames = _frames_tfp_tfi(src, method, window, centers if stride > 1 else "all", scale, v_th)
     bar = None

@@ -42,6 +42,7 @@ def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
     kinds = {
         "synthetic": D.SyntheticPairs,
         "video": D.VideoPairs,
+        "reconstruction": D.ReconstructionPairs,
         "sreds": D.SREDSDataset,
         "gopro": D.GoproSpikeDataset,
         "spike_folder": D.SpikeFolderPairs,
@@ -146,6 +147,7 @@ class SpikeGenTrainModule(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         rgb, clean = batch.get(self.rgb_key), batch["clean"]
+        self.spike_frames = int(batch["spikes"].shape[1])  # recorded in the exported config
         if self.tfp_fraction > 0 and rgb is not None:
             rgb, clean = self._tfp_samples(rgb, batch["spikes"], clean)
         need = self.align_weight > 0 or self.pixel_weight > 0
@@ -298,6 +300,9 @@ class SpikeGenStage(Stage):
         return rows
 
     def export(self, module: SpikeGenTrainModule, out: Path) -> None:
+        t = getattr(module, "spike_frames", None)
+        if t is not None:  # the frames it was trained on: tasks pass that many centre frames
+            module.model.config.spike_frames = t
         module.model.save_pretrained(out, overwrite=True)
 
 
