@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikegen.checks import check_image, per_sample, positive_int
 from spikegen.errors import ShapeError
 
 __all__ = [
@@ -42,37 +43,6 @@ __all__ = [
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 
 
-# ----------------------------------------------------------------------------- helpers
-def _check_image(img: object, name: str = "img") -> tuple[Tensor, bool]:
-    """Return ``img`` as ``[B, C, H, W]`` and whether the input had a batch dimension."""
-    if not isinstance(img, Tensor):
-        raise ShapeError(f"{name} must be a torch.Tensor, got {type(img).__name__}")
-    if not img.is_floating_point():
-        raise ShapeError(
-            f"{name} must be a floating-point image in [0, 1], got dtype {img.dtype} "
-            "(convert uint8 images with img.float() / 255)"
-        )
-    if img.ndim == 3:
-        return img.unsqueeze(0), False
-    if img.ndim == 4:
-        return img, True
-    raise ShapeError(f"{name} must be [C, H, W] or [B, C, H, W], got shape {tuple(img.shape)}")
-
-
-def _per_sample(value: float | Tensor, batch: int, name: str, like: Tensor) -> Tensor:
-    """A float or a tensor of ``batch`` values, returned as ``[B, 1, 1, 1]`` on ``like``'s device."""
-    if isinstance(value, Tensor):
-        if value.numel() == 1:
-            value = value.reshape(1).expand(batch)
-        if value.ndim != 1 or value.shape[0] != batch:
-            raise ShapeError(
-                f"{name} must be a float or a tensor of {batch} per-sample values, "
-                f"got shape {tuple(value.shape)}"
-            )
-        return value.to(device=like.device, dtype=like.dtype).view(batch, 1, 1, 1)
-    return torch.full((batch, 1, 1, 1), float(value), device=like.device, dtype=like.dtype)
-
-
 # ----------------------------------------------------------------------------- gray / fade
 def rgb_to_gray(img: Tensor) -> Tensor:
     r"""Convert RGB to gray with the BT.601 weights ``0.2989 R + 0.5870 G + 0.1140 B``.
@@ -87,7 +57,7 @@ def rgb_to_gray(img: Tensor) -> Tensor:
         >>> rgb_to_gray(torch.ones(3, 4, 4)).shape
         torch.Size([1, 4, 4])
     """
-    x, batched = _check_image(img)
+    x, batched = check_image(img)
     c = x.shape[1]
     if c == 1:
         return img
@@ -125,8 +95,8 @@ def take_chroma(luma_from: Tensor, chroma_from: Tensor) -> Tensor:
         >>> [round(v, 3) for v in out[:, 0, 0].tolist()]  # same colour, same luma
         [1.0, 0.0, 0.0]
     """
-    _check_image(chroma_from, "chroma_from")
-    _check_image(luma_from, "luma_from")
+    check_image(chroma_from, "chroma_from")
+    check_image(luma_from, "luma_from")
     if chroma_from.shape[-3] != 3:
         raise ShapeError(f"chroma_from must have 3 channels, got shape {tuple(chroma_from.shape)}")
     if luma_from.shape[-2:] != chroma_from.shape[-2:] or luma_from.ndim != chroma_from.ndim:
@@ -157,8 +127,8 @@ def color_fade(img: Tensor, g: float | Tensor) -> Tensor:
         >>> color_fade(x, torch.tensor([0.0, 1.0])).shape
         torch.Size([2, 3, 8, 8])
     """
-    x, batched = _check_image(img)
-    gv = _per_sample(g, x.shape[0], "g", x)
+    x, batched = check_image(img)
+    gv = per_sample(g, x.shape[0], "g", device=x.device, dtype=x.dtype)
     if bool(((gv < 0) | (gv > 1)).any()):
         raise ShapeError(f"g must lie in [0, 1], got {g}")
     gray = rgb_to_gray(x)
@@ -215,10 +185,8 @@ def motion_kernel_bank(
         >>> bank.shape, torch.allclose(bank.sum(dim=(1, 2)), torch.ones(8))
         (torch.Size([8, 40, 40]), True)
     """
-    if not isinstance(n, int) or n < 1:
-        raise ShapeError(f"n (number of kernels) must be a positive int, got {n!r}")
-    if not isinstance(size, int) or size < 1:
-        raise ShapeError(f"size (kernel side) must be a positive int, got {size!r}")
+    positive_int(n, "n (number of kernels)")
+    positive_int(size, "size (kernel side)")
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     device = torch.device(device)
@@ -367,7 +335,7 @@ def motion_blur(
         >>> y.shape, k.shape
         (torch.Size([2, 3, 64, 64]), torch.Size([2, 40, 40]))
     """
-    x, batched = _check_image(img)
+    x, batched = check_image(img)
     b = x.shape[0]
     if isinstance(kernels, Tensor):
         k = kernels
@@ -449,8 +417,7 @@ def video_blur(frames: Tensor, n: int, *, stride: int = 1) -> Tensor:
     t = frames.shape[tdim]
     if not isinstance(n, int) or not 1 <= n <= t:
         raise ShapeError(f"n must be an int in [1, T={t}], got {n!r}")
-    if not isinstance(stride, int) or stride < 1:
-        raise ShapeError(f"stride must be a positive int, got {stride!r}")
+    positive_int(stride, "stride")
     cs = torch.cumsum(frames.to(torch.float64), dim=tdim)
     zero = torch.zeros_like(cs.narrow(tdim, 0, 1))
     cs = torch.cat([zero, cs], dim=tdim)  # cs[k] = sum of frames < k
@@ -489,7 +456,7 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
         >>> gaussian_blur(torch.ones(1, 1, 8, 8), 1.0).allclose(torch.ones(1, 1, 8, 8))
         True
     """
-    x, batched = _check_image(img)
+    x, batched = check_image(img)
     if sigma < 0 or not math.isfinite(sigma):
         raise ShapeError(f"sigma must be a finite value >= 0, got {sigma}")
     if sigma == 0:

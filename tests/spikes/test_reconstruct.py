@@ -195,7 +195,7 @@ def test_streams_equal_in_memory_results_on_dat_file(tmp_path):
 
 def test_stream_memory_is_bounded():
     """Only about ``chunk + window`` frames are alive at once (checked via buffered frames)."""
-    from spikegen.spikes import reconstruct as rec
+    from spikegen.spikes.reconstruct import streaming as rec
 
     seen = []
     original = rec._Buffer.get
@@ -250,7 +250,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
 
 def test_accelerator_code_path_gives_the_same_result(monkeypatch):
     """The large-op path used off the CPU (here forced on the CPU) equals the CPU path."""
-    from spikegen.spikes import reconstruct as rec
+    from spikegen.spikes.reconstruct import _common as rec
 
     s = torch.from_numpy(random_spikes(40, 170, 200, rate=0.1, seed=11))  # > one CPU tile
     centers = [0, 5, 6, 30, 30, 39, 12]
@@ -261,7 +261,7 @@ def test_accelerator_code_path_gives_the_same_result(monkeypatch):
                 tfi(s, v_th=2.0, centers=range(5, 30))]
 
     cpu = run()
-    monkeypatch.setattr(rec, "_small_ops", lambda device: False)
+    monkeypatch.setattr(rec, "small_ops", lambda device: False)
     big = run()
     for a, b in zip(cpu, big):
         assert torch.equal(a, b)

@@ -1,0 +1,426 @@
+"""Integrate-and-fire spike simulation (paper eq. 1-2): :func:`integrate_and_fire`, on the CPU a
+single-threaded numpy kernel, elsewhere in-place torch ops, with the sensor noise of
+:class:`~spikegen.spikes.simulate.noise.SpikeNoise`.
+
+:func:`integrate_and_fire` runs in named steps, one private function each: the input's layout,
+its values, the initial charge, the charge per step, then one of the two loops (numpy on the
+CPU without temporal noise, torch otherwise); the kernels come last.
+
+Example:
+    >>> import torch
+    >>> from spikegen.spikes.simulate.fire import integrate_and_fire
+    >>> s, state = integrate_and_fire(torch.full((4, 4), 0.5), steps=4, init="zero", return_state=True)
+    >>> s[:, 0, 0].tolist(), float(state[0, 0])
+    ([0, 1, 0, 1], 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spikegen.checks import per_sample
+from spikegen.errors import ShapeError
+from spikegen.spikes.simulate._common import light_tensor
+from spikegen.spikes.simulate.noise import SpikeNoise
+
+__all__ = ["integrate_and_fire"]
+
+_BAD_INTENSITY = "intensity must be finite and >= 0 (light cannot be negative)"
+_GRAIN = 32768  # torch's intra-op parallel grain size (elements)
+_IF_TILE = 1 << 16  # pixels per tile of the numpy kernel (its state and charge stay in L2)
+
+
+def integrate_and_fire(
+    intensity: Tensor,
+    *,
+    v_th: float | Tensor = 1.0,
+    gain: float | Tensor = 1.0,
+    steps: int | None = None,
+    init: Literal["random", "zero"] | Tensor = "random",
+    noise: SpikeNoise | None = None,
+    generator: torch.Generator | None = None,
+    return_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""Simulate a spike camera by integrate-and-fire (paper eq. 1-2).
+
+    Per pixel and step: ``A += gain * I_t``; a spike fires when ``A >= v_th`` and ``v_th`` is
+    subtracted (the surplus is kept). At most one spike fires per step, so a pixel with
+    ``gain * I >= v_th`` fires every step (and its surplus keeps growing). The long-run firing
+    rate is ``min(gain * I / v_th, 1)``. With a :class:`SpikeNoise` the charge per step is
+    ``gain * prnu * I_t + dark (+ temporal noise)``.
+
+    Internally the accumulator is kept in units of ``v_th`` (``A / v_th``), in float32 (float64
+    for float64 input), updated in place step by step.
+
+    Args:
+        intensity: a static image ``[B, 1, H, W]``, ``[1, H, W]`` or ``[H, W]`` with ``steps``,
+            or a sequence of per-step intensities ``[B, T, H, W]`` or ``[T, H, W]`` with
+            ``steps=None``. Values must be ``>= 0``.
+        v_th: threshold, a float or a tensor of ``B`` per-sample values.
+        gain: charge per step of intensity 1, a float or ``B`` per-sample values.
+        steps: number of steps for a static image; ``None`` for a sequence.
+        init: initial charge: ``"random"`` (``U[0, v_th)`` per pixel, like a real sensor),
+            ``"zero"``, or a tensor broadcastable to ``[B, H, W]`` holding the *fill level*
+            ``A / v_th`` (0 = empty, 1 = at threshold), e.g. the state returned by a previous
+            call, to continue a stream exactly.
+        noise: optional sensor noise model.
+        generator: random source for ``init="random"`` and temporal noise.
+        return_state: also return the final fill level ``A / v_th``, ``[B, H, W]``
+            (``[H, W]`` unbatched), to pass as ``init`` of the next block (continuing a stream
+            this way gives exactly the spikes of one long call).
+
+    Returns:
+        uint8 spikes ``[B, T, H, W]`` of {0, 1} (``[T, H, W]`` for unbatched input), and the
+        state if asked.
+
+    Example:
+        >>> img = torch.full((1, 1, 4, 4), 0.25)
+        >>> s = integrate_and_fire(img, steps=400, init="zero")
+        >>> s.shape, float(s.float().mean())
+        (torch.Size([1, 400, 4, 4]), 0.25)
+    """
+    x, batched, static, t_total = _as_input(intensity, steps)
+    b, h, w = x.shape[0], x.shape[2], x.shape[3]
+    inf_checked = _check_light(x, static)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dev = x.device
+    v = per_sample(v_th, b, "v_th", device=dev, dtype=dtype, ndim=3, bound="> 0", flatten=True, detach=True)
+    g = per_sample(gain, b, "gain", device=dev, dtype=dtype, ndim=3, bound=">= 0", flatten=True, detach=True)
+    acc = _initial_charge(init, b, h, w, dev, dtype, generator)  # in units of v_th
+    scale, offset, tstd = _charge_per_step(noise, g, v, h, w, dev, dtype)
+    q_all = _static_charge(x, scale, offset, dtype) if static else None
+    if dev.type == "cpu" and tstd == 0:
+        out = _fire_numpy(x, q_all, scale, offset, acc, t_total, dtype, v_th=v_th, gain=gain)
+        # NaN and -inf were caught frame by frame (by the minimum); +inf leaves +inf behind
+        if not inf_checked and b * h * w and not float(acc.numpy().max()) < math.inf:
+            if not bool(torch.isfinite(x).all()):
+                raise ShapeError(_BAD_INTENSITY)
+    else:
+        if not inf_checked and not bool(torch.isfinite(x).all()):
+            raise ShapeError(_BAD_INTENSITY)
+        out = _fire_torch(x, q_all, scale, offset, tstd, v, acc, t_total, generator)
+    if not batched:
+        out = out[0]
+    if return_state:
+        return out, (acc if batched else acc[0])
+    return out
+
+
+# ---------------------------------------------------------------------------- the steps
+def _as_input(intensity: Tensor, steps: int | None) -> tuple[Tensor, bool, bool, int]:
+    """``intensity`` as ``[B, 1, H, W]`` (static, with ``steps``) or ``[B, T, H, W]`` (a
+    sequence): ``(x, batched, static, number of steps)``."""
+    x = light_tensor(intensity, "intensity")
+    if steps is not None:
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
+            raise ShapeError(f"steps must be a non-negative int, got {steps!r}")
+        if x.ndim == 2:
+            x, batched = x[None, None], False
+        elif x.ndim == 3 and x.shape[0] == 1:
+            x, batched = x[None], False
+        elif x.ndim == 4 and x.shape[1] == 1:
+            batched = True
+        else:
+            raise ShapeError(
+                "with steps=..., intensity must be a static gray image [B, 1, H, W], [1, H, W] "
+                f"or [H, W], got shape {tuple(x.shape)} (convert RGB with "
+                "spikegen.degrade.rgb_to_gray; pass a [B, T, H, W] sequence with steps=None)"
+            )
+        return x, batched, True, int(steps)
+    if x.ndim == 3:
+        x, batched = x[None], False
+    elif x.ndim == 4:
+        batched = True
+    else:
+        raise ShapeError(
+            "with steps=None, intensity must be a sequence [B, T, H, W] or [T, H, W], got "
+            f"shape {tuple(x.shape)} (for a static image pass steps=...)"
+        )
+    return x, batched, False, x.shape[1]
+
+
+def _check_light(x: Tensor, static: bool) -> bool:
+    """Raise unless ``x >= 0`` everywhere and finite; return whether +inf was checked too.
+
+    One pass over the input: the minimum catches NaN, -inf and negative values. A float32 /
+    float64 sequence on the CPU is checked later, frame by frame while each frame is in cache,
+    by the numpy kernel (which leaves +inf to be caught after the loop, from the state)."""
+    if x.numel() > 0:
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
+            return False
+        lo = float(x.amin())
+        if not bool(torch.isfinite(x).all()):
+            lo = float("nan")
+        if not lo >= 0:
+            raise ShapeError(_BAD_INTENSITY)
+    return True
+
+
+def _initial_charge(
+    init: Literal["random", "zero"] | Tensor,
+    b: int,
+    h: int,
+    w: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The initial fill level ``A / v_th``, a fresh contiguous ``[B, H, W]`` tensor (updated in
+    place by the loops)."""
+    if isinstance(init, str):
+        if init == "random":
+            gen_dev = generator.device if generator is not None else dev
+            return torch.rand((b, h, w), generator=generator, device=gen_dev, dtype=dtype).to(dev)
+        if init == "zero":
+            if dev.type == "cpu":
+                return torch.from_numpy(np.zeros((b, h, w), np.float64 if dtype == torch.float64 else np.float32))
+            return torch.zeros((b, h, w), device=dev, dtype=dtype)
+        raise ShapeError(f"init must be 'random', 'zero' or a tensor, got {init!r}")
+    if not isinstance(init, (Tensor, np.ndarray)):
+        raise ShapeError(f"init must be 'random', 'zero' or a tensor, got {type(init).__name__}")
+    a0 = light_tensor(init, "init").to(device=dev, dtype=dtype)
+    if a0.ndim == 4 and a0.shape[1] == 1:
+        a0 = a0[:, 0]
+    if dev.type == "cpu" and (tuple(a0.shape) == (b, h, w) or (b == 1 and tuple(a0.shape) == (h, w))):
+        # a numpy copy: a large torch op would wake torch's worker threads, whose spinning
+        # then competes with the single-threaded loop on a busy machine
+        npd = np.float64 if dtype == torch.float64 else np.float32
+        return torch.from_numpy(np.array(a0.detach().reshape(b, h, w).numpy(), dtype=npd))
+    try:
+        a0 = torch.broadcast_to(a0, (b, h, w))
+    except RuntimeError:
+        raise ShapeError(
+            f"init must broadcast to [B, H, W] = {[b, h, w]}, got shape {tuple(init.shape)}"
+        ) from None
+    return a0.clone().contiguous()
+
+
+def _charge_per_step(
+    noise: SpikeNoise | None,
+    g: Tensor,
+    v: Tensor,
+    h: int,
+    w: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor | None, float]:
+    """The charge per step in units of ``v_th``, ``q = scale * I + offset`` (``scale = g * prnu
+    / v``, ``offset = dark / v`` or ``None``), and the temporal noise std (in units of charge)."""
+    if noise is None:
+        return g / v, None, 0.0
+    if not isinstance(noise, SpikeNoise):
+        raise ShapeError(f"noise must be a SpikeNoise or None, got {type(noise).__name__}")
+    prnu, dark = noise.maps(h, w, device=dev, dtype=dtype)
+    return g * prnu / v, dark / v, noise.temporal_std  # scale [B, H, W]
+
+
+def _static_charge(x: Tensor, scale: Tensor, offset: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The charge per step ``[B, H, W]`` of a static image ``x [B, 1, H, W]``."""
+    if x.device.type == "cpu" and x.dtype == dtype:  # numpy: the same float ops, no torch threads
+        q_np = x.detach()[:, 0].numpy() * scale.numpy()
+        if offset is not None:
+            q_np = q_np + offset.numpy()
+        return torch.from_numpy(np.ascontiguousarray(q_np))
+    q_all = x[:, 0].to(dtype) * scale
+    if offset is not None:
+        q_all = q_all + offset
+    return q_all
+
+
+def _fire_numpy(
+    x: Tensor,
+    q_all: Tensor | None,
+    scale: Tensor,
+    offset: Tensor | None,
+    acc: Tensor,
+    t_total: int,
+    dtype: torch.dtype,
+    *,
+    v_th: float | Tensor,
+    gain: float | Tensor,
+) -> Tensor:
+    """The CPU loop without temporal noise (:func:`_if_numpy`): the uint8 spikes
+    ``[B, T, H, W]``; ``acc`` is updated in place. NaN, -inf and negative values of a sequence
+    raise here; +inf is left for the caller to find in ``acc``."""
+    b, _, h, w = x.shape
+    # numpy allocates large arrays on transparent huge pages: half the page-fault cost
+    out = torch.from_numpy(np.empty((b, t_total, h, w), dtype=np.uint8))
+    if offset is None and isinstance(v_th, (int, float)) and isinstance(gain, (int, float)):
+        npd = np.float64 if dtype == torch.float64 else np.float32
+        unit = bool(npd(gain) / npd(v_th) == 1)  # the same division as g / v
+    else:
+        unit = offset is None and bool((scale == 1).all())
+    _if_numpy(x, q_all is not None, q_all, scale, offset, unit, acc, out, dtype)
+    return out
+
+
+def _fire_torch(
+    x: Tensor,
+    q_all: Tensor | None,
+    scale: Tensor,
+    offset: Tensor | None,
+    tstd: float,
+    v: Tensor,
+    acc: Tensor,
+    t_total: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The torch loop (off the CPU, or with temporal noise): the uint8 spikes ``[B, T, H, W]``;
+    ``acc`` is updated in place. ``q_all`` is the static charge (``None`` for a sequence)."""
+    b, _, h, w = x.shape
+    dev, dtype = acc.device, acc.dtype
+    static = q_all is not None
+    out = torch.empty((b, t_total, h, w), dtype=torch.uint8, device=dev)
+    tstd_v = (tstd / v) if tstd > 0 else None
+    fast = tstd == 0 and b * h * w > 0 and t_total > 0 and _stays_below_two(x, q_all, scale, offset, acc)
+
+    # On CPU the frame is processed in tiles of rows small enough that each op runs on one
+    # thread (below torch's parallel grain) and stays in cache, all steps per tile: per-step
+    # thread synchronisation made the loop up to 10x slower on a busy machine. Temporal noise
+    # is drawn frame by frame (so a stream split in blocks draws the same numbers): no tiles.
+    tiles = _row_tiles(b, h, w, dev) if tstd == 0 else [slice(0, h)]
+    for sl in tiles:
+        a = acc[:, sl].contiguous()
+        o = out[:, :, sl]
+        if static:
+            q = q_all[:, sl].contiguous()
+        else:
+            q = torch.empty_like(a)
+            sc = scale[:, sl].contiguous() if scale.shape[1] == h else scale
+            off = offset[:, sl].contiguous() if offset is not None else None
+        fired = torch.empty_like(a) if not fast else None
+        buf = torch.empty_like(a) if tstd > 0 else None
+        for t in range(t_total):
+            if not static:
+                torch.mul(x[:, t, sl], sc, out=q)
+                if off is not None:
+                    q.add_(off)
+            a.add_(q)
+            if fast:
+                o[:, t].copy_(a)
+                a.frac_()
+                continue
+            if buf is not None:
+                if generator is None or generator.device == dev:
+                    torch.randn(buf.shape, generator=generator, out=buf)
+                else:
+                    buf.copy_(torch.randn(buf.shape, generator=generator,
+                                          device=generator.device, dtype=dtype))
+                a.addcmul_(buf, tstd_v)
+            # fired = 1 where a >= 1 (floor(a) >= 1), at most one spike per step
+            torch.floor(a, out=fired).clamp_(0.0, 1.0)
+            a.sub_(fired)
+            o[:, t].copy_(fired)
+        acc[:, sl] = a
+    return out
+
+
+def _stays_below_two(
+    x: Tensor, q_all: Tensor | None, scale: Tensor, offset: Tensor | None, acc: Tensor
+) -> bool:
+    """Whether the accumulator provably stays in [0, 2) without noise: then the spike is the
+    integer part of the accumulator (a float -> uint8 copy truncates) and the new accumulator
+    its fractional part -- three in-place ops per step instead of five."""
+    lo_a, hi_a = torch.aminmax(acc)
+    if q_all is not None:
+        q_hi = float(q_all.amax())
+    else:
+        q_hi = float(x.amax()) * float(scale.amax())
+        q_hi = q_hi + (float(offset.amax()) if offset is not None else 0.0)
+        q_hi = q_hi if q_hi <= 1 - 1e-6 else 1.0  # margin for the rounding of x * scale
+    return float(lo_a) >= 0 and float(hi_a) < 1 and q_hi < 1
+
+
+# ---------------------------------------------------------------------------- kernels
+def _row_tiles(b: int, h: int, w: int, device: torch.device) -> list[slice]:
+    """Row ranges with at most ``_GRAIN`` elements over the batch (one tile off the CPU)."""
+    if device.type != "cpu" or b * h * w <= _GRAIN:
+        return [slice(0, h)]
+    rows = max(1, _GRAIN // max(1, b * w))
+    return [slice(r, min(r + rows, h)) for r in range(0, h, rows)]
+
+
+def _if_numpy(
+    x: Tensor,
+    static: bool,
+    q_all: Tensor | None,
+    scale: Tensor,
+    offset: Tensor | None,
+    unit: bool,
+    acc: Tensor,
+    out: Tensor,
+    dtype: torch.dtype,
+) -> None:
+    """Integrate-and-fire on the CPU with numpy (single-threaded, a few microseconds per op).
+
+    Per step ``a += q``; ``fired = a >= 1`` written straight into the uint8 output;
+    ``a -= fired`` (as a float 0/1 plane: numpy's masked ops are slow on random masks): the
+    same float arithmetic as the torch loop (``floor(a).clamp(0, 1)`` subtracted), so the
+    spikes and the state are bit-identical.
+    Static scenes are processed in tiles of rows, all steps per tile, so the state and the
+    charge stay in cache; a sequence is processed frame by frame (its frames stream once).
+    ``acc [B, H, W]`` is updated in place; ``out [B, T, H, W]`` is filled.
+    """
+    b, t_total, h, w = out.shape
+    if b * h * w == 0 or t_total == 0:
+        return
+    npd = np.float64 if dtype == torch.float64 else np.float32
+    one = npd(1.0)
+    a_all = acc.numpy()
+    o_all = out.numpy().view(np.bool_)
+    # (numpy's masked subtract is only fast on 1-D operands: every op below works on
+    # flattened contiguous rows of one sample)
+    if static:
+        q_np = q_all.detach().contiguous().numpy()
+        rows = max(1, min(h, _IF_TILE // max(1, w)))
+        for i in range(b):
+            for r in range(0, h, rows):
+                r1 = min(h, r + rows)
+                a = a_all[i, r:r1].reshape(-1).copy()
+                q = q_np[i, r:r1].reshape(-1).copy()
+                tmp = np.empty_like(a)
+                o = o_all[i, :, r:r1].reshape(t_total, -1)
+                for t in range(t_total):
+                    np.add(a, q, out=a)
+                    f = o[t]
+                    np.greater_equal(a, one, out=f)
+                    np.copyto(tmp, f)
+                    np.subtract(a, tmp, out=a)
+                a_all[i, r:r1] = a.reshape(r1 - r, w)
+        return
+    xs = x.detach()
+    if xs.dtype != dtype:
+        xs = xs.to(dtype)
+    x_np = xs.contiguous().numpy().reshape(b, t_total, h * w)
+    a2 = a_all.reshape(b, h * w)
+    o2 = o_all.reshape(b, t_total, h * w)
+    tmp = np.empty(h * w, npd)
+    if not unit:
+        sc = np.ascontiguousarray(np.broadcast_to(scale.detach().numpy(), (b, h, w))).reshape(b, -1)
+        off = None
+        if offset is not None:
+            off = np.ascontiguousarray(np.broadcast_to(offset.detach().numpy(), (b, h, w)))
+            off = off.reshape(b, -1)
+        q = np.empty(h * w, npd)
+    for t in range(t_total):
+        for i in range(b):
+            a = a2[i]
+            xt = x_np[i, t]
+            if not float(xt.min()) >= 0:  # NaN, -inf or negative (+inf: a non-finite state)
+                raise ShapeError(_BAD_INTENSITY)
+            if unit:
+                np.add(a, xt, out=a)
+            else:
+                np.multiply(xt, sc[i], out=q)
+                if off is not None:
+                    np.add(q, off[i], out=q)
+                np.add(a, q, out=a)
+            f = o2[i, t]
+            np.greater_equal(a, one, out=f)
+            np.copyto(tmp, f)
+            np.subtract(a, tmp, out=a)
