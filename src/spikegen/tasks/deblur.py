@@ -7,8 +7,10 @@ ratio ``gamma`` (0 = RGB only, 1 = spikes only; the paper's default 0.5).
 Rules (also in ``docs/evaluation.md``):
 
 * **Spike frames.** If the model's config names the number of spike frames it expects
-  (``spike_frames``), or ``frames=`` is given, the centred window of that many frames is used;
-  otherwise all frames are passed as they are (the S3 encoder takes any ``T``).
+  (``spike_frames``, the frames it was trained on), or ``frames=`` is given, the centred window
+  of that many frames is used (a stream shorter than the model's count is used whole; one
+  shorter than ``frames=`` is an error); otherwise all frames are passed as they are (the S3
+  encoder takes any ``T``).
 * **Sizes.** Spikes must have the RGB's height and width. A mismatch is an error naming both
   sizes unless ``resize_spikes=True`` (``--resize-spikes``): nearest-neighbour resizing of
   every spike frame (spikes stay binary). A ``.dat`` file has no header; its frame size
@@ -208,7 +210,9 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
     if s.shape[0] != x.shape[0]:
         raise ShapeError(f"spikes: batch of {s.shape[0]} does not match rgb batch of {x.shape[0]}")
     s = match_spike_size(s, tuple(x.shape[-2:]), resize=resize_spikes)
-    n = frames if frames is not None else expected_spike_frames(model)
+    n = frames
+    if n is None and expected_spike_frames(model) is not None:  # a shorter stream: all of it
+        n = min(expected_spike_frames(model), s.shape[1])
     lo, hi = select_frames(s.shape[1], n)
     s = s[:, lo:hi]
     from spikegen.models.tiling import sample_tiled
@@ -383,7 +387,9 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         from spikegen.weights import load_default_model
 
         model = load_default_model(weights, task="deblur")
-    n_fixed = frames if frames is not None else expected_spike_frames(model)
+    n_fixed = frames
+    if n_fixed is None and expected_spike_frames(model) is not None:  # a shorter stream: all of it
+        n_fixed = min(expected_spike_frames(model), src.num_frames)
     g = torch.Generator().manual_seed(int(seed))
 
     def run(img: torch.Tensor, lo: int, hi: int) -> tuple[DeblurResult, torch.Tensor | None]:
