@@ -55,3 +55,18 @@ def test_export_records_the_spike_frames_it_was_trained_on(model, tmp_path):
     assert SpikeGen.from_pretrained(tmp_path / "w").config.spike_frames == 12
     with pytest.raises(ValueError, match="spike_frames"):
         SpikeGenConfig.preset("tiny", spike_frames=0).validate()
+
+
+def test_gamma_ends_trains_that_share_at_exactly_0_and_1(model):
+    torch.manual_seed(3)
+    m = SpikeGenTrainModule(model, gamma_ends=0.5)
+    g = torch.cat([m._gamma(torch.zeros(1000, 3, 2, 2))])
+    ends0, ends1 = (g == 0).float().mean().item(), (g == 1).float().mean().item()
+    assert 0.2 < ends0 < 0.3 and 0.2 < ends1 < 0.3  # a quarter each
+    assert SpikeGenTrainModule(model)._gamma(torch.zeros(4, 3, 2, 2)) is None
+    batch = {"blurry": torch.rand(2, 3, 16, 16), "clean": torch.rand(2, 3, 16, 16),
+             "spikes": (torch.rand(2, 8, 16, 16) < 0.3).to(torch.uint8)}
+    out = SpikeGenTrainModule(model, gamma_ends=1.0, pixel_weight=1.0)(batch)
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(SpikeGenError, match="gamma_ends"):
+        SpikeGenTrainModule(model, gamma_ends=2.0)

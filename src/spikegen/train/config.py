@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
 import os
 from pathlib import Path
@@ -42,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 OPTIONAL_KEYS: dict[str, set[str]] = {
     "": {"stage", "seed", "model", "data", "train", "log"},
     "model": set(),
-    "train": {"epochs", "global_batch_size", "decoder_only", "tfp_fraction", "scale_images"},
+    "train": {"epochs", "global_batch_size", "decoder_only", "tfp_fraction", "gamma_ends", "scale_images"},
     "log": set(),
 }
 LOSS_KEYS = {"kl", "lpips", "align", "pixel", "align_sigma", "align_gamma"}
@@ -64,6 +65,7 @@ CHECKS: dict[tuple[str, str], tuple[tuple[type, ...], Any, str]] = {
     ("train", "grad_clip"): (_NUM + (type(None),), lambda v: v is None or v >= 0, "a number >= 0 (0 or null: off)"),
     ("train", "ema"): (_NUM + (type(None), bool), lambda v: v in (None, False) or 0 <= v < 1, "a decay in [0, 1) (0 or null: off)"),
     ("train", "tfp_fraction"): (_NUM, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("train", "gamma_ends"): (_NUM, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("train", "scale_images"): ((int,), lambda v: v >= 1, "an integer >= 1"),
     ("train", "decoder_only"): ((bool,), lambda v: True, "true or false"),
     ("train", "betas"): ((list, tuple), lambda v: len(v) == 2 and all(isinstance(b, _NUM) and 0 <= b < 1 for b in v),
@@ -209,8 +211,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise ConfigError(f"{path}: no such config file")
         try:
             if path.suffix.lower() == ".json":  # a run's stored config (YAML 1.1 would read 1e-06 as text)
-                import json
-
                 data = json.loads(path.read_text()) or {}
             else:
                 data = yaml.safe_load(path.read_text()) or {}

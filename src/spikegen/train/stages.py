@@ -14,6 +14,8 @@ no unused-parameter search.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from spikegen.data import (
+    GoproSpikeDataset,
+    ReconstructionPairs,
+    SpikeFolderPairs,
+    SREDSDataset,
+    SyntheticPairs,
+    VideoPairs,
+    collate_samples,
+)
+from spikegen.degrade import color_fade, rgb_to_gray
 from spikegen.errors import CheckpointError, SpikeGenError
+from spikegen.models import SpikeGen, SpikeGenConfig
+from spikegen.models.config import TOKEN_STRIDE
+from spikegen.models.vae import (
+    build_vae,
+    decode_latents,
+    encode_images,
+    estimate_latent_scale,
+    load_vae,
+    pad_to_multiple,
+    set_latent_scale,
+    vae_downsample_factor,
+)
+from spikegen.outputs import share_files
+from spikegen.train.config import ConfigError
+from spikegen.train.losses import pixel_loss, spike_alignment_loss
 
 
 # ----------------------------------------------------------------------------- data
@@ -37,15 +64,13 @@ class ConcatData(torch.utils.data.ConcatDataset):
 
 def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
     """A dataset from a ``data`` config section (``kind`` + the dataset's own arguments)."""
-    import spikegen.data as D
-
     kinds = {
-        "synthetic": D.SyntheticPairs,
-        "video": D.VideoPairs,
-        "reconstruction": D.ReconstructionPairs,
-        "sreds": D.SREDSDataset,
-        "gopro": D.GoproSpikeDataset,
-        "spike_folder": D.SpikeFolderPairs,
+        "synthetic": SyntheticPairs,
+        "video": VideoPairs,
+        "reconstruction": ReconstructionPairs,
+        "sreds": SREDSDataset,
+        "gopro": GoproSpikeDataset,
+        "spike_folder": SpikeFolderPairs,
     }
     kind = dcfg.get("kind", "synthetic")
     if kind == "mixed":
@@ -61,11 +86,6 @@ def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
     if not root:
         raise SpikeGenError(f"data.root (or data.roots) is required for data.kind={kind}")
     kwargs.setdefault("seed", seed)
-    import difflib
-    import inspect
-
-    from spikegen.train.config import ConfigError
-
     accepted = [n for n in inspect.signature(kinds[kind]).parameters if n not in ("self", "root")]
     for key in kwargs:
         if key not in accepted:
@@ -92,8 +112,6 @@ class VaeTrainModule(nn.Module):
         self.kl_weight, self.lpips_weight = kl_weight, lpips_weight
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        from spikegen.models.vae import pad_to_multiple
-
         x = batch["clean"]
         x, (h, w) = pad_to_multiple(x, 8)
         frozen = not self.vae.encoder.conv_in.weight.requires_grad  # decoder-only training
@@ -107,6 +125,7 @@ class VaeTrainModule(nn.Module):
         loss = l1 + self.kl_weight * kl
         out = {"l1": l1.detach(), "kl": kl.detach()}
         if self.lpips_weight > 0:
+            # lazy: spikegen.metrics loads scipy.ndimage (~0.35 s), which only this optional term needs
             from spikegen.metrics import lpips
 
             lp = lpips(rec01.float(), x01.float())
@@ -121,10 +140,15 @@ class SpikeGenTrainModule(nn.Module):
 
     def __init__(self, model: nn.Module, *, align_weight: float = 0.0, pixel_weight: float = 0.0,
                  align_sigma: float = 1.0, align_gamma: float = 1.0, rgb_key: str = "blurry",
-                 tfp_fraction: float = 0.0):
+                 tfp_fraction: float = 0.0, gamma_ends: float = 0.0):
         super().__init__()
         if not 0.0 <= tfp_fraction <= 1.0:
             raise SpikeGenError(f"train.tfp_fraction must lie in [0, 1], got {tfp_fraction}")
+        if not 0.0 <= gamma_ends <= 1.0:
+            raise SpikeGenError(f"train.gamma_ends must lie in [0, 1], got {gamma_ends}")
+        # that fraction of each batch trains at exactly g = 0 (RGB only) or g = 1 (spikes only),
+        # half each: the two ends users ask for, which the truncated normal almost never draws
+        self.gamma_ends = gamma_ends
         self.model = model
         self.align_weight, self.pixel_weight = align_weight, pixel_weight
         self.align_sigma, self.align_gamma = align_sigma, align_gamma
@@ -139,11 +163,22 @@ class SpikeGenTrainModule(nn.Module):
         k = int(round(self.tfp_fraction * rgb.shape[0]))
         if k == 0:
             return rgb, clean
-        from spikegen.degrade import rgb_to_gray
-
         rgb = torch.cat([self.model.tfp_frame(spikes[:k]).to(rgb.dtype), rgb[k:]])
         clean = torch.cat([rgb_to_gray(clean[:k].float()).expand(-1, 3, -1, -1).to(clean.dtype), clean[k:]])
         return rgb, clean
+
+    def _gamma(self, clean: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample g: ``None`` (the model draws its truncated normal) unless ``gamma_ends``;
+        then the model's draw with a random ``gamma_ends`` share set to 0 or 1."""
+        if self.gamma_ends <= 0:
+            return None
+        from spikegen.models.masking import sample_gamma
+
+        b, cfg = clean.shape[0], self.model.config
+        g = sample_gamma(b, mean=cfg.gamma_mean, std=cfg.gamma_std, device=clean.device)
+        u = torch.rand(b, device=clean.device)
+        g = torch.where(u < self.gamma_ends / 2, torch.zeros_like(g), g)
+        return torch.where((u >= self.gamma_ends / 2) & (u < self.gamma_ends), torch.ones_like(g), g)
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         rgb, clean = batch.get(self.rgb_key), batch["clean"]
@@ -151,13 +186,9 @@ class SpikeGenTrainModule(nn.Module):
         if self.tfp_fraction > 0 and rgb is not None:
             rgb, clean = self._tfp_samples(rgb, batch["spikes"], clean)
         need = self.align_weight > 0 or self.pixel_weight > 0
-        out = self.model(rgb=rgb, spikes=batch["spikes"], target=clean, return_latents=need)
+        out = self.model(rgb=rgb, spikes=batch["spikes"], target=clean, gamma=self._gamma(clean), return_latents=need)
         if not need:
             return out
-        from spikegen.degrade import color_fade
-        from spikegen.models.vae import decode_latents
-        from spikegen.train.losses import pixel_loss, spike_alignment_loss
-
         h, w = clean.shape[-2:]
         pred = decode_latents(self.model.vae, out.pop("pred_latent"), size=(h, w), clamp=False).clamp(0, 1)
         g = out.pop("gamma")
@@ -187,8 +218,6 @@ class Stage:
 
     @staticmethod
     def collate(batch: list) -> Any:
-        from spikegen.data import collate_samples
-
         return collate_samples(batch)
 
     @staticmethod
@@ -202,8 +231,6 @@ class VaeStage(Stage):
         return bool(self.cfg["train"].get("decoder_only", False))
 
     def build_model(self) -> nn.Module:
-        from spikegen.models.vae import build_vae, load_vae
-
         m = self.cfg["model"]
         src = m.get("init") or m.get("vae") or "tiny-f8-d16"
         src = str(src).removeprefix("preset:")
@@ -220,19 +247,13 @@ class VaeStage(Stage):
         return VaeTrainModule(vae, kl_weight=float(losses.get("kl", 1e-6)), lpips_weight=float(losses.get("lpips", 0.0)))
 
     def preview(self, module: VaeTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:
-        from spikegen.models.vae import decode_latents, encode_images
-
         x = batch["clean"][:4].float()
         rec = decode_latents(module.vae, encode_images(module.vae, x), size=tuple(x.shape[-2:]))
         return [[a, b.float()] for a, b in zip(x, rec)]
 
     def export(self, module: VaeTrainModule, out: Path) -> None:
-        from spikegen.models.vae import estimate_latent_scale, set_latent_scale
-
         vae = module.vae.eval()
         out.mkdir(parents=True, exist_ok=True)
-        from spikegen.outputs import share_files
-
         if self.decoder_only:
             vae.save_pretrained(str(out), safe_serialization=True)  # latent scale unchanged
             share_files(out)
@@ -250,10 +271,6 @@ class VaeStage(Stage):
 
 class SpikeGenStage(Stage):
     def build_model(self) -> nn.Module:
-        from spikegen.models import SpikeGen, SpikeGenConfig
-        from spikegen.models.spikegen import TOKEN_STRIDE
-        from spikegen.models.vae import build_vae, load_vae, vae_downsample_factor
-
         m, losses = self.cfg["model"], self.cfg["train"].get("losses", {})
         init = m.get("init")
         if self.cfg["stage"] == "finetune" and not init:
@@ -284,6 +301,7 @@ class SpikeGenStage(Stage):
             align_sigma=float(losses.get("align_sigma", 1.0)),
             align_gamma=float(losses.get("align_gamma", 1.0)),
             tfp_fraction=float(self.cfg["train"].get("tfp_fraction", 0.0)),
+            gamma_ends=float(self.cfg["train"].get("gamma_ends", 0.0)),
         )
 
     def preview(self, module: SpikeGenTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:
