@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -138,7 +139,6 @@ class VideoWriter:
 
     def _open(self, h: int, w: int) -> None:
         import av
-        from fractions import Fraction
 
         self._container = av.open(str(self._tmp), mode="w")
         self._stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))

@@ -33,6 +33,7 @@ from spikegen.data.common import PathLike, SeededDataset, as_size, coin, image_s
 from spikegen.errors import ShapeError, SpikeFileError
 from spikegen.image import load_image
 from spikegen.media import IMAGE_SUFFIXES, natural_key
+from spikegen.spikes.io import DatFile, read_dat
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,8 +46,6 @@ def dat_frame_count(path: Path, height: int, width: int) -> int:
     Raises :class:`SpikeFileError` naming the file when the size is not a whole number of frames
     (the usual sign of a wrong height/width).
     """
-    from spikegen.spikes.io import DatFile
-
     try:
         return DatFile(path, height, width).num_frames
     except SpikeFileError as exc:
@@ -58,8 +57,6 @@ def read_dat_frames(path: Path, height: int, width: int, start: int, stop: int) 
 
     Decoded on the calling thread (``workers=1``): data-loader workers give the parallelism.
     """
-    from spikegen.spikes.io import read_dat
-
     spk = torch.from_numpy(read_dat(path, height, width, frames=(start, stop), workers=1))
     if spk.shape[0] != stop - start:
         raise SpikeFileError(f"{path}: expected frames {start}..{stop - 1}, got {spk.shape[0]}")

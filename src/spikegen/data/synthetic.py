@@ -45,9 +45,11 @@ from spikegen.data.common import (
     resize_min_side,
     uniform,
 )
+from spikegen.degrade import motion_blur, rgb_to_gray
 from spikegen.errors import SpikeFileError
 from spikegen.image import load_image
 from spikegen.media import IMAGE_SUFFIXES
+from spikegen.spikes.simulate import integrate_and_fire, photon_sampling
 
 
 class SyntheticPairs(SeededDataset):
@@ -159,8 +161,6 @@ class SyntheticPairs(SeededDataset):
                 f"v_th={self.v_th}, gain={self.gain}, seed={self.seed}, epoch={self.epoch}, length={self.length})")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from spikegen.degrade import motion_blur, rgb_to_gray
-
         index = self._check_index(index)
         g = self.generator(index)
         path = self.files[index % len(self.files)]
@@ -199,14 +199,10 @@ class SyntheticPairs(SeededDataset):
             "gray": bool(to_gray),
         }
         if self.spikes == "if":
-            from spikegen.spikes.simulate import integrate_and_fire
-
             gray = rgb_to_gray(clean)  # [1, h, w]
             spk = integrate_and_fire(gray[None], v_th=v_th, gain=gain, steps=self.frames, init=self.init, generator=g)[0]
             meta.update({"v_th": v_th, "gain": gain, "init": self.init})
         else:
-            from spikegen.spikes.simulate import photon_sampling
-
             spk = photon_sampling(clean[None], frames=self.frames, coverage=self.coverage, sigma=self.sigma,
                                   gamma=self.gamma, noise=self.noise, generator=g)[0]
             meta.update({"coverage": self.coverage, "sigma": self.sigma, "gamma": self.gamma, "noise": self.noise})

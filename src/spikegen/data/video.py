@@ -42,9 +42,11 @@ from spikegen.data.common import (
     resize_min_side,
     uniform,
 )
+from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeFileError
 from spikegen.image import load_image
 from spikegen.media import is_image_file, is_video_file, natural_key
+from spikegen.spikes.simulate import integrate_and_fire
 
 
 @dataclass
@@ -223,9 +225,6 @@ class VideoPairs(SeededDataset):
         return torch.stack([load_image(p) for p in clip.frames[start:stop]])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from spikegen.degrade import rgb_to_gray
-        from spikegen.spikes.simulate import integrate_and_fire
-
         index = self._check_index(index)
         g = self.generator(index)
         ci, k = self.samples[index % len(self.samples)]

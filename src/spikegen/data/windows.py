@@ -46,6 +46,8 @@ from spikegen.data.common import SeededDataset
 from spikegen.errors import ShapeError, SpikeFileError
 from spikegen.image import load_image
 from spikegen.media import is_image_file, natural_key
+from spikegen.spikes.io import open_spikes
+from spikegen.spikes.transforms import SpikeTransform
 
 __all__ = ["SpikeWindows", "SPIKE_SUFFIXES"]
 
@@ -66,8 +68,6 @@ class _OpenSpikesReader:
     ``.npz`` files are read in part (only a window's bytes), others are loaded whole."""
 
     def __init__(self, path: Path, kwargs: dict) -> None:
-        from spikegen.spikes.io import open_spikes
-
         self.src = open_spikes(path, **kwargs)
         self.num_frames, self.height, self.width = self.src.num_frames, self.src.height, self.src.width
 
@@ -347,8 +347,6 @@ class SpikeWindows(SeededDataset):
         return {"clean": clean, "blurry": None, "spikes": spikes, "meta": meta}
 
     def _apply_transform(self, spikes: torch.Tensor, clean: torch.Tensor | None, index: int):
-        from spikegen.spikes.transforms import SpikeTransform
-
         t = self.transform
         if isinstance(t, SpikeTransform):
             g = self.generator(index)

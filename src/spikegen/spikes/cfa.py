@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikegen.errors import ShapeError
+from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.spikes.simulate import integrate_and_fire
 
 __all__ = [
     "CFA_PATTERNS",
@@ -229,8 +231,6 @@ def integrate_and_fire_cfa(rgb: Tensor, pattern: str = "RGGB", *, steps: int | N
         >>> s.shape, s.dtype
         (torch.Size([2, 10, 4, 4]), torch.uint8)
     """
-    from spikegen.spikes.simulate import integrate_and_fire
-
     x = _check_rgb(rgb)
     m = mosaic(x, pattern)
     if steps is not None:
@@ -330,8 +330,6 @@ def tfp_color(spikes: Any, window: int, pattern: str = "RGGB", *, centers: Any =
         >>> tfp_color(s, 9, "BGGR", centers=[10]).shape
         torch.Size([1, 3, 4, 4])
     """
-    from spikegen.spikes.reconstruct import tfp
-
     pattern = check_pattern(pattern)
     return demosaic_bilinear(tfp(spikes, window, centers=centers, scale=scale), pattern)
 
@@ -359,8 +357,6 @@ def tfi_color(
         >>> tfi_color(s, "RGGB", centers=[9])[0, :, 0, 0].tolist()
         [0.25, 0.25, 0.25]
     """
-    from spikegen.spikes.reconstruct import tfi
-
     pattern = check_pattern(pattern)
     return demosaic_bilinear(
         tfi(spikes, v_th=v_th, centers=centers, max_half_window=max_half_window), pattern

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spikegen.degrade import gaussian_kernel1d
+from spikegen.degrade import gaussian_kernel1d, rgb_to_gray
 from spikegen.errors import ShapeError
 
 
@@ -41,8 +41,6 @@ def _minmax(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 def spike_probability_map(rgb: torch.Tensor, *, sigma: float = 1.0, gamma: float = 1.0) -> torch.Tensor:
     """Prediction ``[B,3,H,W]`` in [0,1] -> spike probability map ``[B,1,H,W]`` in [0,1]."""
-    from spikegen.degrade import rgb_to_gray
-
     p = _minmax(rgb_to_gray(rgb))
     p = gaussian_smooth(p, sigma).clamp_min(0)
     if gamma != 1.0:

@@ -37,6 +37,7 @@ from spikegen.degrade import color_fade, rgb_to_gray
 from spikegen.errors import CheckpointError, SpikeGenError
 from spikegen.models import SpikeGen, SpikeGenConfig
 from spikegen.models.config import TOKEN_STRIDE
+from spikegen.models.masking import sample_gamma
 from spikegen.models.vae import (
     build_vae,
     decode_latents,
@@ -172,8 +173,6 @@ class SpikeGenTrainModule(nn.Module):
         then the model's draw with a random ``gamma_ends`` share set to 0 or 1."""
         if self.gamma_ends <= 0:
             return None
-        from spikegen.models.masking import sample_gamma
-
         b, cfg = clean.shape[0], self.model.config
         g = sample_gamma(b, mean=cfg.gamma_mean, std=cfg.gamma_std, device=clean.device)
         u = torch.rand(b, device=clean.device)

@@ -15,21 +15,26 @@ losses as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from spikegen.errors import CheckpointError, OutputExistsError, SpikeGenError
+from spikegen.image import make_grid, save_image
 from spikegen.train import checkpoint as ckpt_io
 from spikegen.train.ema import EMA
 from spikegen.train.schedule import lr_at, param_groups
+from spikegen.train.stages import build_stage
 
 
 def epoch_batches(n: int, batch: int, world: int, rank: int, seed: int, epoch: int) -> list[list[int]]:
@@ -144,8 +149,6 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        from spikegen.train.stages import build_stage
-
         self.cfg = cfg
         tc = cfg["train"]
         mp = tc.get("mixed_precision", "auto")
@@ -218,8 +221,6 @@ class Trainer:
                 f"{self.out} holds a training run ({', '.join(present)}); pass --resume to continue it, "
                 "--overwrite to start afresh (its checkpoints and log are deleted), or choose another log.dir")
         if present and self.is_main:
-            import shutil
-
             for n in present:
                 p = self.out / n
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -305,8 +306,6 @@ class Trainer:
         writer = self._tensorboard()
         bar = None
         if self.is_main and self.progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=total, initial=self.step, desc=f"train {self.cfg['stage']}", dynamic_ncols=True)
         last = {}
         t0, samples = time.perf_counter(), 0
@@ -379,8 +378,6 @@ class Trainer:
         if self.is_main:
             final = self.unwrapped
             if self.ema is not None:
-                import copy
-
                 final = copy.deepcopy(self.unwrapped)
                 self.ema.copy_to(final)
             self.stage.export(final, out)
@@ -421,8 +418,6 @@ class Trainer:
 
     @torch.no_grad()
     def _preview(self, batch: Any) -> None:
-        from spikegen.image import make_grid, save_image
-
         was_training = self.unwrapped.training
         self.unwrapped.eval()
         # Previews draw from their own generator so they never shift the training RNG stream.
