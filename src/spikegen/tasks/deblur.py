@@ -51,7 +51,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from spikegen.data.video import video_frame_count
+from spikegen.defaults import DEFAULT_GAIN
+from spikegen.degrade import take_chroma
 from spikegen.errors import OutputExistsError, ShapeError, SpikeFileError, SpikeGenError
+from spikegen.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, is_image_file, load_image, save_image
+from spikegen.models.tiling import sample_tiled, tile_boxes
+from spikegen.outputs import claim_output, is_occupied
+from spikegen.spikes.io import open_spikes
+from spikegen.spikes.simulate import iter_frames
+from spikegen.weights import load_default_model
 
 __all__ = [
     "DeblurResult",
@@ -215,7 +224,6 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
         n = min(expected_spike_frames(model), s.shape[1])
     lo, hi = select_frames(s.shape[1], n)
     s = s[:, lo:hi]
-    from spikegen.models.tiling import sample_tiled
 
     dev = getattr(model, "device", torch.device("cpu"))
     out = sample_tiled(model, x.to(dev, torch.float32), s.to(dev), num_samples=int(samples), tile=tile,
@@ -226,8 +234,6 @@ def deblur_image(model: Any, rgb: torch.Tensor, spikes: torch.Tensor, *, gamma: 
     else:
         img, mean, std = out[:, 0], out.mean(dim=1), out.std(dim=1)
     if colour == "input" and x.shape[1] == 3:
-        from spikegen.degrade import take_chroma
-
         ref = x.float().cpu()
         img = take_chroma(img, ref)
         mean = take_chroma(mean, ref) if mean is not None else None
@@ -272,14 +278,11 @@ def _tfp_path(output: Path) -> Path:
 
 
 def _count_frames(source: Path) -> int:
-    from spikegen.image import IMAGE_SUFFIXES
-
     if source.is_dir():
         n = sum(1 for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if n == 0:
             raise SpikeFileError(f"{source}: a folder without images ({', '.join(IMAGE_SUFFIXES)})")
         return n
-    from spikegen.data.video import video_frame_count
 
     return video_frame_count(source)
 
@@ -327,9 +330,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
     Raises:
         SpikeFileError, ShapeError, OutputExistsError, CheckpointError (via ``SpikeGenError``).
     """
-    from spikegen.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_file, load_image
-    from spikegen.spikes.io import open_spikes
-
     rgb, spikes, output = Path(rgb), Path(spikes), Path(output)
     if not rgb.exists():
         raise SpikeFileError(f"--rgb {rgb}: no such file or folder")
@@ -350,14 +350,12 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         outs += list(side_paths(output))
     if tfp:
         outs.append(_tfp_path(output))
-    from spikegen.outputs import claim_output, is_occupied
 
     busy = [p for p in outs if is_occupied(p)]  # all checked before any folder is made
     if busy and not overwrite:
         raise OutputExistsError(f"{busy[0]}: exists; pass --overwrite to replace it")
     for p in outs:  # parent folders made now, before any work
         claim_output(p, overwrite=True, folder=is_video and p.suffix.lower() != ".mp4")
-    from spikegen.defaults import DEFAULT_GAIN
 
     gain = DEFAULT_GAIN if gain is None else float(gain)
     if tfp and (v_th <= 0 or gain <= 0):
@@ -365,8 +363,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
 
     # the RGB size decides the default .dat frame size
     if is_video:
-        from spikegen.spikes.simulate import iter_frames
-
         n_rgb = _count_frames(rgb)
         first = next(iter(iter_frames(rgb, gray=False, max_frames=1)))
         size = tuple(first.shape[-2:])
@@ -384,8 +380,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         raise ShapeError(f"{spikes}: spike frames are {src.height}x{src.width} but {rgb} is {size[0]}x{size[1]} "
                          "(height x width); pass --resize-spikes to resize the spikes (nearest neighbour)")
     if model is None:
-        from spikegen.weights import load_default_model
-
         model = load_default_model(weights, task="deblur")
     n_fixed = frames
     if n_fixed is None and expected_spike_frames(model) is not None:  # a shorter stream: all of it
@@ -410,8 +404,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         if progress:
             from tqdm.auto import tqdm
 
-            from spikegen.models.tiling import tile_boxes
-
             n_tiles = len(tile_boxes(*size, tile=tile)) if tile else 1
             bar = tqdm(total=n_tiles * int(samples), desc=f"deblur {rgb.name}", unit="pass", dynamic_ncols=True)
             tick = bar.update
@@ -420,7 +412,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         finally:
             if bar is not None:
                 bar.close()
-        from spikegen.image import save_image
 
         written = [save_image(output, res.image, overwrite=True)]
         if res.std is not None:
@@ -431,8 +422,6 @@ def deblur_file(rgb: str | os.PathLike, spikes: str | os.PathLike, output: str |
         return written
 
     # --- video: frame by frame, bounded memory
-    from spikegen.spikes.simulate import iter_frames
-
     windows = exposure_windows(src.num_frames, n_rgb)
     sinks = [_FrameSink(output, fps or 30.0)]
     if int(samples) > 1:
@@ -473,8 +462,6 @@ class _FrameSink:
     """Frames to an MP4 (``.mp4``) or to ``frame_%06d.png`` files in a folder."""
 
     def __init__(self, path: Path, fps: float):
-        from spikegen.image import VideoWriter
-
         self.path = path
         self.index = 0
         self.video = None
@@ -484,8 +471,6 @@ class _FrameSink:
             path.mkdir(parents=True, exist_ok=True)
 
     def write(self, img: torch.Tensor) -> None:
-        from spikegen.image import save_image
-
         if self.video is not None:
             self.video.write(img)
         else:

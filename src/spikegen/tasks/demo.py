@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
 import time
@@ -27,7 +26,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikegen.image import stretch
+from spikegen.defaults import DEFAULT_GAIN
+from spikegen.degrade import motion_blur, rgb_to_gray
+from spikegen.errors import OutputExistsError
+from spikegen.image import save_image, stretch
+from spikegen.metrics import brisque, niqe
+from spikegen.report import Report, markdown_table
+from spikegen.spikes.io import load_spikes
+from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.spikes.simulate import integrate_and_fire
+from spikegen.tasks.deblur import deblur_image
+from spikegen.tasks.evaluate import image_scores, tfp_and_spike_gray
+from spikegen.weights import has_default_weights, load_default_model
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 DEMO_CLIP = ASSETS / "uhsr_helicopter_64.npz"
@@ -41,28 +51,21 @@ def demo_image(size: int = 256) -> torch.Tensor:
     return F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
-def _gray3(x: torch.Tensor) -> torch.Tensor:
-    from spikegen.degrade import rgb_to_gray
-
-    return rgb_to_gray(x).expand(3, -1, -1) if x.shape[0] == 3 else x.expand(3, -1, -1)
-
-
 def score(pred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
-    """PSNR / SSIM / LPIPS of a ``[C,H,W]`` prediction against the sharp image, on gray.
+    """PSNR / SSIM / LPIPS of a ``[C,H,W]`` prediction against the sharp image, on gray
+    (:func:`~spikegen.tasks.evaluate.image_scores`, not clamped).
 
     Gray (the BT.601 luma of both) puts the gray spike reconstructions and the colour methods
     on one footing; ``psnr_rgb`` is added for colour predictions.
-    """
-    from spikegen.metrics import lpips, psnr, ssim
 
-    p, s = _gray3(pred.float())[:1], _gray3(sharp.float())[:1]
-    out = {
-        "psnr": float(psnr(p[None], s[None])),
-        "ssim": float(ssim(p[None], s[None])),
-        "lpips": float(lpips(p.expand(3, -1, -1)[None], s.expand(3, -1, -1)[None])),
-    }
+    Example:
+        >>> x = torch.rand(3, 32, 32)
+        >>> list(score(x, x))
+        ['psnr', 'ssim', 'lpips', 'psnr_rgb']
+    """
+    out = image_scores(pred, sharp, space="gray")
     if pred.shape[0] == 3:
-        out["psnr_rgb"] = float(psnr(pred[None].float(), sharp[None].float()))
+        out.update(image_scores(pred, sharp, metrics=("psnr",), suffix="_rgb"))
     return out
 
 
@@ -73,16 +76,6 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     ``out_dir`` must be absent or empty, unless ``overwrite``: then the demo's own files in it
     are replaced and nothing else there is touched.
     """
-    from spikegen.degrade import motion_blur, rgb_to_gray
-    from spikegen.image import save_image
-    from spikegen.report import Report, markdown_table
-    from spikegen.spikes.io import load_spikes
-    from spikegen.spikes.reconstruct import tfi, tfp
-    from spikegen.spikes.simulate import integrate_and_fire
-    from spikegen.weights import has_default_weights
-
-    from spikegen.errors import OutputExistsError
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"-o {out}: exists and is not a folder")
@@ -92,8 +85,6 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
-    from spikegen.defaults import DEFAULT_GAIN
-
     v_th, gain, frames = 1.0, DEFAULT_GAIN, 8
 
     sharp = demo_image()
@@ -111,12 +102,8 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     model = None
     use_weights = weights is not None or has_default_weights()
     if use_weights:
-        from spikegen.weights import load_default_model
-
         model = load_default_model(weights, task="deblur")
         rec_model = load_default_model(weights, task="reconstruct")
-        from spikegen.tasks.deblur import deblur_image
-
         for gamma in (0.0, 0.5, 1.0):
             # full colour (SpikeGen's luminance, the blurry input's chroma), as `spikegen deblur`
             gen = torch.Generator().manual_seed(seed)
@@ -148,15 +135,11 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
     real_imgs["real: TFP (41 frames)"] = stretch(tfp(clip, 41, centers=[c]))
     real_imgs["real: TFI"] = stretch(tfi(clip, v_th=1.0, centers=[c], max_half_window=20))
     if model is not None:
-        from spikegen.tasks.evaluate import tfp_and_spike_gray
-
         # "TFP & Spike" on the 8 centre frames, with the pseudo-frame exposed like the TFP above:
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
             rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=real_imgs["real: TFP (41 frames)"])
-    from spikegen.metrics import brisque, niqe
-
     for name, img in real_imgs.items():
         fn = "real_" + "".join(ch if ch.isalnum() else "_" for ch in name.split(": ")[1].split(" (")[0]).strip("_").lower() + ".png"
         save_image(out / fn, img.clamp(0, 1))

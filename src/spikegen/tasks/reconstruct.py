@@ -19,14 +19,22 @@ from typing import Iterator
 
 import torch
 
-from spikegen.errors import OutputExistsError, SpikeGenError
+from spikegen.degrade import rgb_to_gray
+from spikegen.errors import SpikeGenError
+from spikegen.image import VideoWriter, save_image
+from spikegen.outputs import claim_output
+from spikegen.spikes.cfa import check_pattern, demosaic_bilinear, tfi_color, tfp_color
+from spikegen.spikes.io import open_spikes
+from spikegen.spikes.reconstruct import tfi, tfi_stream, tfp, tfp_stream
+from spikegen.tasks.deblur import expected_spike_frames, select_frames
+# The SpikeGen loader, also under this module's name (callers of the old
+# spikegen.tasks.reconstruct.load_default_model; `eval` looks it up here).
+from spikegen.weights import load_default_model
 
 METHODS = ("tfp", "tfi", "spikegen")
 
 
 def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: float) -> Iterator[tuple[int, torch.Tensor]]:
-    from spikegen.spikes.reconstruct import tfi_stream, tfp_stream
-
     # Small blocks read on one thread: the reader's worker threads each keep a malloc arena,
     # which made the peak RSS grow with the recording's length (1.4 GB at 20k frames).
     blocks = src.blocks(128, 0, workers=1)
@@ -41,10 +49,6 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
     RGB input is the TFP of the ``window`` frames around the centre (x ``scale``, default the
     model's ``tfp_scale``), the spike input the model's expected number of centre frames (all
     ``window`` frames for a model without one)."""
-    from spikegen.degrade import rgb_to_gray
-    from spikegen.spikes.reconstruct import tfp
-    from spikegen.tasks.deblur import expected_spike_frames, select_frames
-
     n = src.num_frames
     half = window // 2
     k = expected_spike_frames(model)
@@ -70,20 +74,8 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
             yield c, fr
 
 
-def load_default_model(weights: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                       *, task: str = "deblur"):
-    """The SpikeGen model from ``weights`` or, by default, the shipped weights of ``task``
-    (see :func:`spikegen.weights.load_default_model`, where this lives; kept here for callers
-    of the old name)."""
-    from spikegen.weights import load_default_model as load
-
-    return load(weights, device, task=task)
-
-
 def _cfa_pattern(cfa: str | None, src, method: str) -> str | None:
     """The Bayer pattern to demosaic with: ``cfa``, else the file's ``cfa`` metadata; None: gray."""
-    from spikegen.spikes.cfa import check_pattern
-
     given = cfa is not None
     if given and str(cfa).lower() == "none":
         return None
@@ -134,14 +126,10 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     Returns:
         The written path.
     """
-    from spikegen.image import VideoWriter, save_image
-    from spikegen.spikes.io import open_spikes
-
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if window < 1 or stride < 1:
         raise SpikeGenError(f"--window and --stride must be >= 1 (got {window}, {stride})")
-    from spikegen.outputs import claim_output
 
     output = Path(output)
     image_out = output.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -172,11 +160,7 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             half = window // 2 if method == "tfp" else max(window // 2, 1)
             lo, hi = max(c - half, 0), min(c + half + 1, n)
             spikes = torch.from_numpy(src.read(lo, hi))
-            from spikegen.spikes.reconstruct import tfi, tfp
-
             if pattern is not None:
-                from spikegen.spikes.cfa import tfi_color, tfp_color
-
                 if method == "tfp":
                     img = tfp_color(spikes, window, pattern, centers=[c - lo], scale=scale)[0]
                 else:
@@ -200,8 +184,6 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         bar = tqdm(total=len(centers), desc=f"{method} {Path(file).name}", unit="frame", dynamic_ncols=True)
     norm = v_th if method == "tfi" else 1.0
     if pattern is not None:
-        from spikegen.spikes.cfa import demosaic_bilinear
-
         def image(fr: torch.Tensor) -> torch.Tensor:
             return (demosaic_bilinear(fr, pattern) / norm).clamp(0, 1)
     else:

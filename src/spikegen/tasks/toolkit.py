@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikegen.errors import OutputExistsError, SpikeFileError, SpikeGenError
+from spikegen.degrade import motion_blur
+from spikegen.errors import SpikeFileError, SpikeGenError
+from spikegen.image import is_image_file, load_image, save_image
+from spikegen.outputs import claim_output
+from spikegen.spikes.cfa import check_pattern, integrate_and_fire_cfa, mosaic
+from spikegen.spikes.io import DEFAULT_FPS, DatWriter, check_fps, open_spikes, save_spikes
+from spikegen.spikes.simulate import integrate_and_fire, iter_frames, iter_simulate_video, photon_sampling
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     """The output policy (:mod:`spikegen.outputs`): refuse an occupied path, make its folder."""
-    from spikegen.outputs import claim_output
-
     claim_output(path, overwrite=overwrite)
 
 
@@ -50,8 +54,6 @@ def spike_file_report(path: str | os.PathLike, *, block: int = 2048, fps: float 
     :func:`spikegen.spikes.io.frame_range`) restrict the statistics to frames
     ``start .. end - 1``. ``open_kwargs`` are those of :func:`spikegen.spikes.io.open_spikes`.
     """
-    from spikegen.spikes.io import open_spikes
-
     src = open_spikes(path, fps=fps, **open_kwargs)
     info = src.info()
     a, b = src.time_range(start, end, names=names)
@@ -156,10 +158,6 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
 
     Returns ``(frames, height, width, mean firing rate)``.
     """
-    from spikegen.image import is_image_file, load_image
-    from spikegen.spikes.io import save_spikes
-    from spikegen.spikes.simulate import integrate_and_fire, photon_sampling
-
     input, output = Path(input), Path(output)
     if output.suffix.lower() not in (".dat", ".npz"):
         raise SpikeFileError(f"{output}: the output must end in .dat or .npz")
@@ -169,12 +167,9 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         raise SpikeFileError(f"{input}: no such file or folder")
     if int(frames) < 1:
         raise SpikeFileError(f"--frames must be >= 1, got {frames}")
-    from spikegen.spikes.io import DEFAULT_FPS, check_fps
 
     fps = DEFAULT_FPS if fps is None else check_fps(fps, "--fps-camera")
     if cfa is not None:
-        from spikegen.spikes.cfa import check_pattern
-
         try:
             cfa = check_pattern(cfa.upper() if isinstance(cfa, str) else cfa)
         except (ValueError, SpikeGenError) as exc:
@@ -200,8 +195,6 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         if method == "photon":
             spikes = photon_sampling(load_image(input)[None], frames=frames, coverage=coverage, generator=g)
         elif cfa is not None:
-            from spikegen.spikes.cfa import integrate_and_fire_cfa
-
             spikes = integrate_and_fire_cfa(load_image(input)[None], cfa, v_th=v_th, gain=gain, steps=frames, generator=g)
         else:
             spikes = integrate_and_fire(load_image(input, gray=True)[None], v_th=v_th, gain=gain, steps=frames, generator=g)
@@ -215,8 +208,6 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         blocks = (b.cpu().numpy() for b in _iter_simulate_video_cfa(input, cfa, v_th=v_th, gain=gain, interp=interp,
                                                                    generator=g, block=256))
     else:
-        from spikegen.spikes.simulate import iter_simulate_video
-
         blocks = (b.cpu().numpy() for b in iter_simulate_video(input, v_th=v_th, gain=gain, interp=interp, generator=g, block=256))
     first = next(blocks, None)
     if first is None:
@@ -226,7 +217,6 @@ def simulate_file(input: str | os.PathLike, output: str | os.PathLike, *, method
         arr = np.concatenate([first, *blocks])
         save_spikes(output, arr, overwrite=overwrite, kind="video", interp=interp, **meta)
         return arr.shape[0], h, w, float(arr.mean())
-    from spikegen.spikes.io import DatWriter
 
     n, fired = 0, 0
     with DatWriter(output, h, w, flip=flip, overwrite=overwrite) as dw:  # streamed: bounded memory
@@ -242,9 +232,6 @@ def _iter_simulate_video_cfa(source, pattern: str, *, v_th: float, gain: float, 
     """Bayer integrate-and-fire over a colour video, streamed as
     :func:`spikegen.spikes.simulate.iter_simulate_video`: the mosaic of each (linearly
     interpolated) frame is one step, the charge is carried across blocks."""
-    from spikegen.spikes.cfa import mosaic
-    from spikegen.spikes.simulate import integrate_and_fire, iter_frames
-
     state = "random"
     pending: list[torch.Tensor] = []
     prev = None
@@ -273,9 +260,6 @@ def _iter_simulate_video_cfa(source, pattern: str, *, v_th: float, gain: float, 
 def blur_file(image: str | os.PathLike, output: str | os.PathLike, *, kernels: int = 8, size: int = 40,
               seed: int = 0, overwrite: bool = False) -> Path:
     """Motion-blur one image file with the pretraining kernel bank and write it."""
-    from spikegen.degrade import motion_blur
-    from spikegen.image import load_image, save_image
-
     output = Path(output)
     if not Path(image).is_file():
         raise SpikeFileError(f"{image}: no such image file")

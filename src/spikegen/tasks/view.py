@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 from spikegen.errors import OutputExistsError, SpikeGenError
+from spikegen.image import VideoWriter, save_image
+from spikegen.spikes.io import check_fps, frame_range, open_spikes
+from spikegen.spikes.reconstruct import tfp
 
 __all__ = ["view_file", "iter_view_frames", "LABEL_HEIGHT", "PANEL_GAP"]
 
@@ -104,7 +107,6 @@ def _time_range(start: Any, end: Any, n: int, fps_camera: Any) -> tuple[Any, Any
     """Frames for ``start`` / ``end`` given as times (strings); ints pass unchanged."""
     if not (isinstance(start, str) or isinstance(end, str)):
         return start, end
-    from spikegen.spikes.io import check_fps, frame_range
 
     return frame_range(start, end, n, check_fps(fps_camera, "fps_camera"), names=("--start", "--end"))
 
@@ -143,8 +145,6 @@ def iter_view_frames(
         - output images: ``[L + H * zoom, W * zoom]`` (``[L + H * zoom, 2 W * zoom + 4]`` with
           TFP), uint8, ``L`` = 14 (one line of stamp) or 28 (two lines).
     """
-    from spikegen.spikes.reconstruct import tfp
-
     n = src.num_frames
     if fps_camera is None:
         fps_camera = float(getattr(src, "fps", 20000.0))
@@ -305,9 +305,6 @@ def view_file(
         ``{"output", "format", "frames", "size": [width, height], "range": [start, end, every],
         "tfp_window", "tfp_scale", "label_height"}``.
     """
-    from spikegen.image import VideoWriter, save_image
-    from spikegen.spikes.io import open_spikes
-
     out = Path(os.fspath(output))
     kind = _output_kind(out)
     if kind == "dir":

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from spikegen.errors import CheckpointError
+from spikegen.models import SpikeGen
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -49,8 +50,6 @@ def task_weights(task: str) -> Path:
 def load_default_model(weights: str | os.PathLike | None = None, device=None, *, task: str = "deblur"):
     """A :class:`~spikegen.models.SpikeGen` in eval mode from ``weights`` or, by default, the
     shipped weights of ``task`` (:func:`task_weights`)."""
-    from spikegen.models import SpikeGen
-
     path = Path(weights) if weights is not None else task_weights(task)
     return SpikeGen.from_pretrained(path, device=device).eval()
 

@@ -41,7 +41,7 @@ from spikegen.tasks.evaluate.methods import DEFAULT_METHODS, TASKS, Method, pars
 from spikegen.tasks.evaluate.real import SPIKE_SUFFIXES, evaluate_real
 from spikegen.tasks.evaluate.reconstruct import SPK2IMGNET_RATE_SCALE, evaluate_reconstruct, tfp_and_spike_gray
 from spikegen.tasks.evaluate.results import DISPLAY, display_rows
-from spikegen.tasks.evaluate.scoring import METRIC_DOC, deblur_scores, reconstruct_scores
+from spikegen.tasks.evaluate.scoring import METRIC_DOC, SCORES, deblur_scores, image_scores, reconstruct_scores
 
 __all__ = [
     "TASKS",
@@ -49,6 +49,8 @@ __all__ = [
     "Method",
     "parse_methods",
     "parse_floats",
+    "image_scores",
+    "SCORES",
     "deblur_scores",
     "reconstruct_scores",
     "evaluate_deblur",

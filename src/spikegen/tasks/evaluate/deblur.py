@@ -10,11 +10,17 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from spikegen.data import SyntheticPairs, VideoPairs
+from spikegen.data.common import DEFAULT_GAIN, sample_seed
 from spikegen.errors import SpikeFileError, SpikeGenError
+from spikegen.image import is_video_file
+from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.tasks.deblur import check_colour, deblur_image
 from spikegen.tasks.evaluate.methods import load_model, parse_floats, parse_methods
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
                                              safe_name, save_png, stderr_warn, summarise, write_outputs)
 from spikegen.tasks.evaluate.scoring import METRIC_DOC, deblur_scores
+from spikegen.tasks.plots import save_line_plot
 
 __all__ = ["evaluate_deblur"]
 
@@ -23,8 +29,6 @@ __all__ = ["evaluate_deblur"]
 def _deblur_items(data: Path, source: str, size: int, v_ths: list[float], *, gain: float, frames: int, seed: int,
                   n_blur: int, interp: int):
     """(dataset per V_th, item names) for the image or video protocol."""
-    from spikegen.data import SyntheticPairs, VideoPairs
-
     if source == "images":
         ds = {v: SyntheticPairs(data, size, v_th=v, gain=gain, frames=frames, augment=False, seed=seed) for v in v_ths}
         first = ds[v_ths[0]]
@@ -43,8 +47,6 @@ def _deblur_items(data: Path, source: str, size: int, v_ths: list[float], *, gai
 
 
 def _detect_source(data: Path) -> str:
-    from spikegen.image import is_video_file
-
     if data.is_file():
         return "video" if is_video_file(data) else "images"
     if data.is_dir() and any(p.is_file() and is_video_file(p) for p in data.iterdir()):
@@ -86,10 +88,6 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
     Returns:
         The results dict (also written to ``results.json``).
     """
-    from spikegen.data.common import DEFAULT_GAIN, sample_seed
-    from spikegen.spikes.reconstruct import tfi, tfp
-    from spikegen.tasks.deblur import check_colour, deblur_image
-
     t0 = time.perf_counter()
     check_colour(colour)
     data, out_dir = Path(data), Path(out_dir)
@@ -194,7 +192,6 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
         "metrics": {k: METRIC_DOC[k] for k in keys}, "summary": summary, "per_image": rows,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    from spikegen.tasks.plots import save_line_plot
 
     series = {}
     for m in ms:

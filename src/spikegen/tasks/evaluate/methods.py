@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+# `eval` looks both loaders up on their modules when it runs (so a test can swap them).
+import spikegen.tasks.reconstruct as reconstruct_task
+import spikegen.weights as shipped_weights
 from spikegen.errors import SpikeGenError
 
 __all__ = ["TASKS", "DEFAULT_METHODS", "Method", "parse_floats", "parse_methods", "load_model"]
@@ -116,13 +119,9 @@ def load_model(methods: list[Method], weights: str | os.PathLike | None, warn: C
     sg = [m for m in methods if m.kind == "spikegen"]
     if not sg:
         return None, methods, []
-    from spikegen.weights import has_default_weights
-
-    if weights is None and not has_default_weights():
+    if weights is None and not shipped_weights.has_default_weights():
         skipped = [m.name for m in sg]
         warn(f"no SpikeGen weights: the shipped weights are not in this install and --weights was not given; "
              f"skipping {', '.join(skipped)}")
         return None, [m for m in methods if m.kind != "spikegen"], skipped
-    from spikegen.tasks.reconstruct import load_default_model
-
-    return load_default_model(weights, task=task), methods, []
+    return reconstruct_task.load_default_model(weights, task=task), methods, []

@@ -10,8 +10,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from spikegen.data.common import sample_seed
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.image import stretch
+from spikegen.metrics import brisque, niqe
+from spikegen.spikes.io import open_spikes
+from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.tasks.evaluate.methods import load_model, parse_methods
 from spikegen.tasks.evaluate.reconstruct import recon_label, tfp_and_spike_gray
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
@@ -47,11 +51,6 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
     Returns:
         The results dict (also written to ``results.json``).
     """
-    from spikegen.data.common import sample_seed
-    from spikegen.metrics import brisque, niqe
-    from spikegen.spikes.io import open_spikes
-    from spikegen.spikes.reconstruct import tfi, tfp
-
     t0 = time.perf_counter()
     data, out_dir = Path(data), Path(out_dir)
     if not data.exists():

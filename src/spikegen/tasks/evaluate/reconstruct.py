@@ -10,8 +10,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from spikegen.data import SpikeFolderPairs
+from spikegen.data.common import sample_seed
 from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import SpikeFileError, SpikeGenError
+from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.tasks.deblur import expected_spike_frames, select_frames
 from spikegen.tasks.evaluate.methods import Method, load_model, parse_methods
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
                                              safe_name, save_png, stderr_warn, summarise, write_outputs)
@@ -26,8 +30,6 @@ SPK2IMGNET_RATE_SCALE = 1 / DEFAULT_GAIN
 # ----------------------------------------------------------------------------- reconstruct
 def _model_frames(model, spikes: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """The centred ``n`` frames (default: the model's expected count, else all) of ``[T,H,W]``."""
-    from spikegen.tasks.deblur import expected_spike_frames, select_frames
-
     lo, hi = select_frames(spikes.shape[0], n if n is not None else expected_spike_frames(model))
     return spikes[lo:hi]
 
@@ -71,10 +73,6 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
     Returns:
         The results dict (also written to ``results.json``).
     """
-    from spikegen.data import SpikeFolderPairs
-    from spikegen.data.common import sample_seed
-    from spikegen.spikes.reconstruct import tfi, tfp
-
     t0 = time.perf_counter()
     data, out_dir = Path(data), Path(out_dir)
     if not data.is_dir():

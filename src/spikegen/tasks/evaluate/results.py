@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from spikegen.errors import OutputExistsError
+from spikegen.image import save_image
+from spikegen.report import Report, markdown_table
 from spikegen.tasks.evaluate.scoring import METRIC_DOC
 
 __all__ = ["DISPLAY", "stderr_warn", "check_out", "safe_name", "summarise", "display_rows", "write_outputs",
@@ -85,8 +87,6 @@ def _to_json(o: Any) -> Any:
 
 
 def write_outputs(out_dir: Path, result: dict[str, Any], report) -> Path:
-    from spikegen.report import markdown_table
-
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def atomic(path: Path, text: str) -> None:
@@ -145,15 +145,11 @@ def progress_bar(total: int, desc: str, enabled: bool):
 
 
 def save_png(path: Path, img: torch.Tensor, root: Path) -> str:
-    from spikegen.image import save_image
-
     save_image(path, img.detach().float().cpu().clamp(0, 1), overwrite=True)
     return path.relative_to(root).as_posix()
 
 
 def report_base(result: dict[str, Any], n: int, title: str):
-    from spikegen.report import Report
-
     rep = Report(f"spikegen eval {result['task']}: {title}",
                  f"{n} items from {result['data']}; {result['seconds']:.1f} s on {'CUDA' if torch.cuda.is_available() else 'CPU'}.")
     rep.table("Summary (mean over items)", display_rows(result["summary"]), digits=4)

@@ -1,10 +1,27 @@
-"""The scores of ``spikegen eval``: ``deblur_scores``, ``reconstruct_scores``, ``METRIC_DOC`` and the gray / 8-bit helpers."""
+"""The scoring of a prediction against a reference, one module for eval, demo and NVS: ``image_scores``, ``deblur_scores``, ``reconstruct_scores``, ``METRIC_DOC``.
+
+:func:`image_scores` is what every command scores with (PSNR, SSIM, LPIPS on RGB or on the
+BT.601 gray, one set of conventions): :func:`deblur_scores` (``eval deblur``),
+:func:`spikegen.tasks.demo.score` (``demo``) and the rows of ``nvs eval``
+(:func:`spikegen.tasks.nvs.evaluate.metric_rows`) and ``nvs restore`` are calls of it with
+their own options. :func:`reconstruct_scores` is the STIR protocol of ``eval reconstruct``
+(8-bit gray, MATLAB SSIM).
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-__all__ = ["METRIC_DOC", "gray", "deblur_scores", "reconstruct_scores"]
+from spikegen.degrade import rgb_to_gray
+from spikegen.errors import SpikeGenError
+from spikegen.metrics import lpips, psnr, ssim
+
+__all__ = ["METRIC_DOC", "SCORES", "gray", "image_scores", "deblur_scores", "reconstruct_scores"]
+
+#: The scores :func:`image_scores` computes, in the order it returns them.
+SCORES = ("psnr", "ssim", "lpips")
 
 METRIC_DOC = {
     "psnr_gray": "PSNR in dB of the BT.601 gray (0.2989 R + 0.5870 G + 0.1140 B) of prediction and sharp image, [0, 1] float",
@@ -21,38 +38,74 @@ METRIC_DOC = {
 }
 
 
-
-
 # ----------------------------------------------------------------------------- metrics
 def gray(x: torch.Tensor) -> torch.Tensor:
-    from spikegen.degrade import rgb_to_gray
-
+    """The BT.601 gray ``[1,H,W]`` of an RGB ``[3,H,W]`` image; a 1-channel image as it is."""
     return rgb_to_gray(x) if x.shape[-3] == 3 else x
+
+
+def image_scores(pred: torch.Tensor, ref: torch.Tensor, *, space: str = "rgb", metrics: Sequence[str] = SCORES,
+                 clamp: bool = False, suffix: str = "") -> dict[str, float]:
+    """Score a prediction ``[C,H,W]`` against a reference: the one scoring of eval, demo and NVS.
+
+    Args:
+        pred, ref: ``[C,H,W]`` images in [0, 1] of one size (detached, taken as float32 on the CPU).
+        space: ``"rgb"``: both as they are (same channel count); ``"gray"``: the BT.601 gray
+            (``0.2989 R + 0.5870 G + 0.1140 B``) of each (a 1-channel image as it is).
+        metrics: which of :data:`SCORES` to compute: ``psnr`` (dB, data range 1), ``ssim``
+            (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, valid region, per channel then
+            averaged), ``lpips`` (v0.1 AlexNet, inputs in [0, 1]; gray repeated to 3 channels;
+            sides of at least :data:`spikegen.metrics.lpips.MIN_SIZE` pixels).
+        clamp: clamp both to [0, 1] first.
+        suffix: appended to every key (``"_gray"`` -> ``psnr_gray``, ...).
+
+    Returns:
+        ``{metric + suffix: value}`` in the order of :data:`SCORES`.
+
+    Example:
+        >>> ref = torch.full((3, 16, 16), 0.5)
+        >>> {k: round(v, 3) for k, v in image_scores(ref + 0.1, ref, metrics=("psnr", "ssim")).items()}
+        {'psnr': 20.0, 'ssim': 0.984}
+        >>> sorted(image_scores(ref, ref, space="gray", metrics=("psnr", "ssim"), suffix="_gray"))
+        ['psnr_gray', 'ssim_gray']
+    """
+    if space not in ("rgb", "gray"):
+        raise SpikeGenError(f"space must be 'rgb' or 'gray', got {space!r}")
+    unknown = [m for m in metrics if m not in SCORES]
+    if unknown:
+        raise SpikeGenError(f"unknown metric {unknown[0]!r}; expected some of {', '.join(SCORES)}")
+    p, r = pred.detach().float().cpu(), ref.detach().float().cpu()
+    if clamp:
+        p, r = p.clamp(0, 1), r.clamp(0, 1)
+    if space == "gray":
+        p, r = gray(p), gray(r)
+    p, r = p[None], r[None]
+    out = {}
+    with torch.no_grad():
+        if "psnr" in metrics:
+            out["psnr" + suffix] = float(psnr(p, r))
+        if "ssim" in metrics:
+            out["ssim" + suffix] = float(ssim(p, r))
+        if "lpips" in metrics:
+            out["lpips" + suffix] = float(lpips(p.expand(-1, 3, -1, -1), r.expand(-1, 3, -1, -1)))
+    return out
 
 
 def deblur_scores(pred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
     """Scores of a deblurring prediction ``[C,H,W]`` (C 1 or 3) against the sharp ``[3,H,W]``.
 
     Always ``psnr_gray``, ``ssim_gray``, ``lpips_gray`` (BT.601 gray of both); for a 3-channel
-    prediction also ``psnr_rgb``, ``ssim_rgb``, ``lpips_rgb``. Inputs are clamped to [0, 1].
+    prediction also ``psnr_rgb``, ``ssim_rgb``, ``lpips_rgb``. Inputs are clamped to [0, 1]
+    (:func:`image_scores` with ``clamp=True``).
 
     Example:
         >>> x = torch.rand(3, 32, 32)
         >>> sorted(deblur_scores(x, x))[:3]
         ['lpips_gray', 'lpips_rgb', 'psnr_gray']
     """
-    from spikegen.metrics import lpips, psnr, ssim
-
-    p, s = pred.detach().float().cpu().clamp(0, 1), sharp.detach().float().cpu().clamp(0, 1)
-    pg, sg = gray(p)[None], gray(s)[None]
-    out = {
-        "psnr_gray": float(psnr(pg, sg)),
-        "ssim_gray": float(ssim(pg, sg)),
-        "lpips_gray": float(lpips(pg.expand(-1, 3, -1, -1), sg.expand(-1, 3, -1, -1))),
-    }
-    if p.shape[0] == 3:
-        out.update(psnr_rgb=float(psnr(p[None], s[None])), ssim_rgb=float(ssim(p[None], s[None])),
-                   lpips_rgb=float(lpips(p[None], s[None])))
+    out = image_scores(pred, sharp, space="gray", clamp=True, suffix="_gray")
+    if pred.shape[0] == 3:
+        out.update(image_scores(pred, sharp, clamp=True, suffix="_rgb"))
     return out
 
 
@@ -67,8 +120,6 @@ def reconstruct_scores(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]
     ``psnr`` and ``ssim`` (``protocol="matlab"``) on 8-bit gray [0, 255]; ``lpips`` on the
     float gray repeated to 3 channels.
     """
-    from spikegen.metrics import lpips, psnr, ssim
-
     pg, tg = gray(pred.detach().float().cpu().clamp(0, 1)), gray(gt.detach().float().cpu().clamp(0, 1))
     return {
         "psnr": float(psnr(_u8(pg)[None].double() / 255.0, _u8(tg)[None].double() / 255.0)),

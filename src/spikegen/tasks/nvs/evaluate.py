@@ -3,7 +3,8 @@
 Runs anywhere (no CUDA): :func:`evaluate_renders` matches renders to the views of a split by
 name (:func:`~spikegen.tasks.nvs.helpers.view_names`), :func:`evaluate_folder` scores renders
 against a folder of ground-truth images of the same names, and :func:`metric_rows` is the
-scoring both share.
+scoring both share (per view :func:`spikegen.tasks.evaluate.image_scores` on RGB, the scoring
+of ``spikegen eval`` and ``demo``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 from spikegen.data.scenes import load_rgba_composited, read_blender_scene
 from spikegen.errors import ShapeError, SpikeFileError, SpikeGenError
 from spikegen.image import IMAGE_SUFFIXES
-from spikegen.metrics import lpips, psnr, ssim
 from spikegen.metrics.lpips import MIN_SIZE
+from spikegen.tasks.evaluate import image_scores
 from spikegen.tasks.nvs.helpers import PathLike, check_outputs, parse_background, view_names, write_json
 
 __all__ = ["evaluate_folder", "evaluate_renders", "metric_rows"]
@@ -37,12 +38,8 @@ def metric_rows(pairs: Sequence[tuple[str, torch.Tensor, torch.Tensor]], use_lpi
     """
     rows = []
     for name, pred, gt in pairs:
-        p, g = pred[None].float(), gt[None].float()
-        row = {"view": name, "psnr": float(psnr(p, g)), "ssim": float(ssim(p, g))}
-        if use_lpips and min(p.shape[-2:]) >= MIN_SIZE:
-            with torch.no_grad():
-                row["lpips"] = float(lpips(p, g))
-        rows.append(row)
+        scores = ("psnr", "ssim", "lpips") if use_lpips and min(pred.shape[-2:]) >= MIN_SIZE else ("psnr", "ssim")
+        rows.append({"view": name, **image_scores(pred, gt, metrics=scores)})
     keys = ["psnr", "ssim"] + (["lpips"] if use_lpips and rows and all("lpips" in r for r in rows) else [])
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
     return {"mean": mean, "views": rows}

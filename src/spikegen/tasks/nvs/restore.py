@@ -17,10 +17,10 @@ import torch
 
 from spikegen.data.scenes import image_relpath, load_rgba_composited, read_blender_scene, write_scene
 from spikegen.errors import ShapeError, SpikeFileError, SpikeGenError
-from spikegen.metrics import psnr, ssim
 from spikegen.spikes.io import load_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.tasks.deblur import check_colour, deblur_image
+from spikegen.tasks.evaluate import image_scores
 from spikegen.tasks.nvs.helpers import (DEFAULT_GAIN, DEFAULT_VTH, PREPARE_JSON, RESTORE_JSON, PathLike,
                                         check_outputs, progress_bar, view_names, write_json)
 from spikegen.weights import load_default_model
@@ -202,9 +202,8 @@ def restore_scene(scene: PathLike, out: PathLike, *, method: str = "spikegen", w
                 sharp_path = sharp_root / image_relpath(train.frames[i].file_path)
                 if sharp_path.is_file():
                     ref = load_rgba_composited(sharp_path)
-                    q, b = _quantize(img)[None], blurry[j][None]
-                    row.update(psnr=float(psnr(q, ref[None])), ssim=float(ssim(q, ref[None])),
-                               psnr_blurry=float(psnr(b, ref[None])), ssim_blurry=float(ssim(b, ref[None])))
+                    row.update(image_scores(_quantize(img), ref, metrics=("psnr", "ssim")))
+                    row.update(image_scores(blurry[j], ref, metrics=("psnr", "ssim"), suffix="_blurry"))
             per_view.append(row)
         if bar is not None:
             bar.update(len(idx))
