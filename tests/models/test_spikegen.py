@@ -333,6 +333,22 @@ def test_save_load_identical_samples(model, tmp_path):
     assert bf16.dtype == torch.bfloat16
 
 
+def test_half_precision_weights_load_as_float32(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = model.save_pretrained(tmp_path / "ckpt")
+    w = path / "model.safetensors"
+    state = load_file(str(w))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(w))
+    loaded = SpikeGen.from_pretrained(path)
+    assert loaded.dtype == torch.float32
+    ref = dict(model.named_parameters())
+    for name, p in loaded.named_parameters():
+        if not name.startswith("vae."):
+            assert p.dtype == torch.float32 and torch.equal(p, ref[name].half().float())
+    assert SpikeGen.from_pretrained(path, dtype=torch.float16).dtype == torch.float16
+
+
 def test_load_errors(model, tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         SpikeGen.from_pretrained(tmp_path / "missing")

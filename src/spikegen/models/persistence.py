@@ -124,6 +124,8 @@ def load_pretrained(
         state = load_file(str(w_path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{w_path}: cannot read weights (corrupt or truncated?): {exc}") from None
+    if dtype is None:  # half-precision storage (the shipped task weights, for size): compute in float32
+        state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state.items()}
 
     if vae is None:
         vae = _find_vae(src, config)

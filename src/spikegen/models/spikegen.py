@@ -412,7 +412,8 @@ class SpikeGen(SamplingMixin, nn.Module):
 
         Args:
             directory: the checkpoint folder.
-            device, dtype: where to put the model (default: CPU, the stored dtype).
+            device, dtype: where to put the model (default: CPU, the stored dtype; weights
+                stored in float16 / bfloat16 load as float32 unless ``dtype`` is given).
             vae: use this ``AutoencoderKL`` instead of the saved / referenced one.
 
         Raises:
