@@ -345,7 +345,7 @@ def eval_deblur(
     weights: EvalWeights = None,
     steps: EvalSteps = None,
     seed: EvalSeed = 0,
-    gain: Annotated[Optional[float], typer.Option(help=f"Integrate-and-fire gain (default: {DEFAULT_GAIN}, as the training data).")] = None,
+    gain: Annotated[Optional[float], typer.Option(help=f"Integrate-and-fire gain (default: {DEFAULT_GAIN}, the protocol's; the deblurring weights were trained on 0.15-1.0).")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Spike frames per sample (default: 8).")] = None,
     source: Annotated[Optional[str], typer.Option(help="images, video or auto (default: auto = video when the folder holds video files).")] = None,
     n_blur: Annotated[Optional[int], typer.Option("--n-blur", help="--source video: frames averaged per blurry frame, odd (default: 7).")] = None,
