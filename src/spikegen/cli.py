@@ -171,7 +171,7 @@ def reconstruct(
     all_frames: Annotated[bool, typer.Option("--all", help="Reconstruct every frame, streaming over the file.")] = False,
     stride: Annotated[int, typer.Option(help="With --all: one output frame every `stride` input frames.")] = 1,
     vth: Annotated[float, typer.Option("--vth", help="TFI: threshold V_th.")] = 1.0,
-    scale: Annotated[Optional[float], typer.Option(help="TFP: multiply the firing rate by this (default 1; 1/0.6 for Spk2ImgNet-style data).")] = None,
+    scale: Annotated[Optional[float], typer.Option(help="TFP (and SpikeGen's TFP pseudo-frame): multiply the firing rate by this (default 1; for spikegen the model's tfp_scale, 1/0.6; 1/0.6 for Spk2ImgNet-style data).")] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of an MP4 output.")] = 30.0,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
     start: Start = None,
