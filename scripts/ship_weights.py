@@ -1,0 +1,45 @@
+"""Copy an exported SpikeGen fine-tune into the package as task weights sharing ``../vae``.
+
+    python scripts/ship_weights.py RUN/final src/spikegen/weights/tiny/deblur --fp16
+
+Checks that the export's VAE is byte-identical to the weight set's ``vae/`` (the task weights
+share it), copies ``model.safetensors`` (optionally as float16: it loads as float32), and
+writes ``config.json`` with ``"vae": "../vae"``, ``spike_frames`` (default 8), temperature 0
+and ``sample_clip_x0`` 3, the shipped sampling settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import shutil
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path, help="an exported SpikeGen folder (config.json, model.safetensors, vae/)")
+    ap.add_argument("dst", type=Path, help="the task folder inside a weight set, e.g. src/spikegen/weights/tiny/deblur")
+    ap.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    ap.add_argument("--spike-frames", type=int, default=8)
+    args = ap.parse_args()
+    vae = args.dst.parent / "vae" / "diffusion_pytorch_model.safetensors"
+    if not filecmp.cmp(args.src / "vae" / vae.name, vae, shallow=False):
+        raise SystemExit(f"{args.src / 'vae'} differs from {vae.parent}: the task weights must share the set's VAE")
+    args.dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.src / "model.safetensors", args.dst / "model.safetensors")
+    cfg = json.loads((args.src / "config.json").read_text())
+    cfg.update(vae="../vae", spike_frames=args.spike_frames, sample_temperature=0.0, sample_clip_x0=3.0)
+    (args.dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    if args.fp16:
+        from safetensors.torch import load_file, save_file
+
+        st = load_file(str(args.dst / "model.safetensors"))
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in st.items()}, str(args.dst / "model.safetensors"))
+    (args.dst / "model.safetensors").chmod(0o644)
+    print(f"shipped {args.src} -> {args.dst}{' (float16)' if args.fp16 else ''}")
+
+
+if __name__ == "__main__":
+    main()
