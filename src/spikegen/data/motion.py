@@ -50,7 +50,7 @@ from spikegen.data.common import (
     resize_min_side,
     uniform,
 )
-from spikegen.data.video import find_clips, read_video_frames
+from spikegen.data.video import find_clips, lerp_frames, read_video_frames
 from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeFileError
 from spikegen.image import load_image
@@ -205,11 +205,7 @@ class ReconstructionPairs(SeededDataset):
         flip = coin(g) if self.augment else False
         if flip:
             raw = raw.flip(-1)
-        pos = (t - first).clamp(0, raw.shape[0] - 1)
-        i0 = pos.floor().long().clamp(max=raw.shape[0] - 1)
-        i1 = (i0 + 1).clamp(max=raw.shape[0] - 1)
-        a = (pos - i0.double()).float().view(-1, 1, 1)
-        seq = (1 - a) * raw[i0] + a * raw[i1]
+        seq = lerp_frames(raw, (t - first).clamp(0, raw.shape[0] - 1))
         seq[c] = raw[k - first]  # the target is an original frame
         frame_name = clip.frames[k].name if clip.frames is not None else k
         meta = {"source": str(clip.source), "frame": frame_name, "frame_index": k, "span": round(span, 4),

@@ -242,11 +242,7 @@ class VideoPairs(SeededDataset):
         if flip:
             raw = raw.flip(-1)
         # Linear interpolation of the window frames.
-        pos = t - first
-        i0 = pos.floor().long().clamp(max=raw.shape[0] - 1)
-        i1 = (i0 + 1).clamp(max=raw.shape[0] - 1)
-        a = (pos - i0.double()).float().view(-1, 1, 1, 1)
-        window = (1 - a) * raw[i0] + a * raw[i1]  # [n_blur, 3, h, w]
+        window = lerp_frames(raw, t - first)  # [n_blur, 3, h, w]
         clean = raw[k - first].contiguous()
         blurry = window.mean(0).clamp(0, 1).contiguous()
         v_th = uniform(g, *self.v_th)
@@ -264,6 +260,20 @@ class VideoPairs(SeededDataset):
             "flip": flip, "resize": round(float(up), 6), "spikes": "if", "v_th": v_th, "gain": gain, "init": self.init,
         }
         return {"clean": clean, "blurry": blurry, "spikes": spikes.to(torch.uint8).contiguous(), "meta": meta}
+
+
+def lerp_frames(raw: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Frames of ``raw`` ``[R, ...]`` at fractional positions ``pos`` ``[n]`` (>= 0, float64),
+    linearly interpolated between neighbours (positions past the last frame take it).
+
+    Example:
+        >>> lerp_frames(torch.tensor([[0.0], [2.0]]), torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64)).flatten().tolist()
+        [0.0, 0.5, 2.0]
+    """
+    i0 = pos.floor().long().clamp(max=raw.shape[0] - 1)
+    i1 = (i0 + 1).clamp(max=raw.shape[0] - 1)
+    a = (pos - i0.double()).float().view(-1, *([1] * (raw.ndim - 1)))
+    return (1 - a) * raw[i0] + a * raw[i1]
 
 
 def resample_time(seq: torch.Tensor, n: int) -> torch.Tensor:
