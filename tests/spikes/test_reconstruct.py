@@ -64,6 +64,22 @@ def test_tfp_matches_reference_with_edges_and_any_order():
     assert torch.equal(tfp(s, 7, centers=5), tfp(s, 7, centers=[5]))
 
 
+def test_tfp_small_frames_path_equals_the_per_frame_path():
+    """Frames of up to 4096 pixels take the whole-array path: bit-identical to the per-frame
+    kernel of larger frames, for clipped, repeated, unordered and > 255-frame windows."""
+    s = random_spikes(300, 65, 64, rate=0.3, seed=5)
+    small, large = s[:, :64], s  # 4096 pixels (whole-array path) and 4160 (per-frame path)
+    for window, centers, scale in ((41, range(20, 40), 1.0), (7, [0, 299, 5, 5, 2], 1.7),
+                                   (280, [150, 10], 1.0), (1, "all", 3.0)):
+        a = tfp(small, window, centers=centers, scale=scale)
+        b = tfp(large, window, centers=centers, scale=scale)
+        assert torch.equal(a, b[:, :64])
+    bad = small.copy()
+    bad[3, 2, 2] = 2
+    with pytest.raises(ShapeError, match="only 0 and 1"):
+        tfp(bad, 41, centers=[20])
+
+
 def test_tfp_batched_dtypes_and_module():
     s = random_spikes(50, 180, 200)  # larger than one CPU tile: tiled path
     batch = torch.from_numpy(np.stack([s, 1 - s]))

@@ -156,6 +156,19 @@ def test_bad_inputs_raise_shape_error(kwargs, match):
         integrate_and_fire(x, **kwargs)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), -0.5, float("-inf"), float("inf")])
+@pytest.mark.parametrize("size, frame", [((5, 6), 39), ((64, 64), 17), ((300, 300), 3)])
+def test_a_bad_value_in_any_frame_of_a_sequence_raises(bad, size, frame):
+    """The CPU kernel checks a sequence in groups of frames (all 40 small frames at once, 16
+    frames of 64 x 64, frame by frame at 300 x 300): a bad value anywhere is found."""
+    seq = torch.rand(40, *size, generator=gen(9))
+    seq[frame, size[0] // 2, size[1] - 1] = bad
+    with pytest.raises(ShapeError, match=">= 0"):
+        integrate_and_fire(seq)
+    seq[frame, size[0] // 2, size[1] - 1] = -0.0  # negative zero is a valid 0
+    assert integrate_and_fire(seq).shape == (40, *size)
+
+
 # ----------------------------------------------------------------------------- noise model
 def test_noise_from_shared_maps(shared_data):
     path = shared_data / "spikes" / "noise" / "spikenerf_noise_maps.npz"

@@ -40,6 +40,9 @@ def _tfp_valid(t: int, window: int) -> np.ndarray:
     return np.arange(window // 2, window // 2 + t - window + 1, dtype=np.int64)
 
 
+_TFP_SMALL = 1 << 12  # pixels (x batch) up to which TFP works on the whole array at once
+
+
 def tfp_bounds(centers: np.ndarray, window: int, t: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The inclusive frame ranges ``[start, end]`` of the TFP windows at ``centers``, clipped to
     a stream of ``t`` frames (at the start only while ``t`` is not known)."""
@@ -76,10 +79,25 @@ def _tfp_np(
 
     def emit(i: int, count: np.ndarray) -> None:
         o = out[:, i]
-        np.copyto(o, count)
-        np.multiply(o, factor[i], out=o)
+        np.multiply(count, factor[i], out=o, dtype=np.float32)
         if clamp[i]:
             np.minimum(o, one, out=o)
+
+    if b * h * w <= _TFP_SMALL:
+        # small frames: a handful of whole-array ops (per-call overhead dominates there)
+        if check:
+            hi = int(np.max(s)) if s.size else 0
+            if hi > 1:
+                raise nonbinary(hi)
+        r0, r1 = int(starts.min()) - base, int(ends.max()) - base + 1
+        cs = np.zeros((b, r1 - r0 + 1, h, w), np.int16 if r1 - r0 < 32767 else np.int32)
+        np.cumsum(s[:, r0:r1], axis=1, dtype=cs.dtype, out=cs[:, 1:])
+        e_idx = np.asarray(e_rel) + 1 - r0
+        s_idx = np.asarray(s_rel) - r0
+        np.multiply(cs[:, e_idx] - cs[:, s_idx], factor.reshape(1, n, 1, 1), out=out, dtype=np.float32)
+        if any(clamp):
+            np.minimum(out, one, out=out)
+        return
 
     # Frames touched by each strategy: a running window (windows in increasing order: add the
     # frames entering, subtract those leaving), each window summed on its own, or prefix sums.
@@ -131,8 +149,8 @@ def _tfp_np(
                     np.copyto(cur, prev)
             if i - i0 + 1 == k or i == n - 1:
                 o = out[:, i0 : i + 1]
-                np.copyto(o, cnt[:, : i + 1 - i0])
-                np.multiply(o, fcol[:, i0 : i + 1], out=o)
+                # one pass over the output: the count is cast to float32 inside the multiply
+                np.multiply(cnt[:, : i + 1 - i0], fcol[:, i0 : i + 1], out=o, dtype=np.float32)
                 for j in range(i0, i + 1):
                     if clamp[j]:
                         np.minimum(out[:, j], one, out=out[:, j])

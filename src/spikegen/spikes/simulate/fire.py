@@ -33,6 +33,7 @@ __all__ = ["integrate_and_fire"]
 _BAD_INTENSITY = "intensity must be finite and >= 0 (light cannot be negative)"
 _GRAIN = 32768  # torch's intra-op parallel grain size (elements)
 _IF_TILE = 1 << 16  # pixels per tile of the numpy kernel (its state and charge stay in L2)
+_IF_CHECK = 1 << 18  # bytes of input frames checked by one reduction (they stay in L2)
 
 
 def integrate_and_fire(
@@ -359,9 +360,10 @@ def _if_numpy(
     """Integrate-and-fire on the CPU with numpy (single-threaded, a few microseconds per op).
 
     Per step ``a += q``; ``fired = a >= 1`` written straight into the uint8 output;
-    ``a -= fired`` (as a float 0/1 plane: numpy's masked ops are slow on random masks): the
-    same float arithmetic as the torch loop (``floor(a).clamp(0, 1)`` subtracted), so the
-    spikes and the state are bit-identical.
+    ``a -= fired`` (the 0/1 plane as float: numpy's masked ops are slow on random masks; a
+    sequence subtracts the bool plane, which numpy casts in small buffers): the same float
+    arithmetic as the torch loop (``floor(a).clamp(0, 1)`` subtracted), so the spikes and the
+    state are bit-identical.
     Static scenes are processed in tiles of rows, all steps per tile, so the state and the
     charge stay in cache; a sequence is processed frame by frame (its frames stream once).
     ``acc [B, H, W]`` is updated in place; ``out [B, T, H, W]`` is filled.
@@ -399,7 +401,6 @@ def _if_numpy(
     x_np = xs.contiguous().numpy().reshape(b, t_total, h * w)
     a2 = a_all.reshape(b, h * w)
     o2 = o_all.reshape(b, t_total, h * w)
-    tmp = np.empty(h * w, npd)
     if not unit:
         sc = np.ascontiguousarray(np.broadcast_to(scale.detach().numpy(), (b, h, w))).reshape(b, -1)
         off = None
@@ -407,12 +408,20 @@ def _if_numpy(
             off = np.ascontiguousarray(np.broadcast_to(offset.detach().numpy(), (b, h, w)))
             off = off.reshape(b, -1)
         q = np.empty(h * w, npd)
+    # The input is checked group by group of frames just before the group is integrated (so it
+    # is read from cache), a group of about _IF_CHECK bytes: one reduction for a short, small
+    # sequence, one per frame for large frames.
+    group = max(1, _IF_CHECK // max(1, x_np.itemsize * h * w))
+    minimum = np.minimum.reduce
     for t in range(t_total):
+        if t % group == 0:
+            for i in range(b):
+                # NaN, -inf or negative (+inf: a non-finite state)
+                if not float(minimum(x_np[i, t : t + group], axis=None)) >= 0:
+                    raise ShapeError(_BAD_INTENSITY)
         for i in range(b):
             a = a2[i]
             xt = x_np[i, t]
-            if not float(xt.min()) >= 0:  # NaN, -inf or negative (+inf: a non-finite state)
-                raise ShapeError(_BAD_INTENSITY)
             if unit:
                 np.add(a, xt, out=a)
             else:
@@ -422,5 +431,4 @@ def _if_numpy(
                 np.add(a, q, out=a)
             f = o2[i, t]
             np.greater_equal(a, one, out=f)
-            np.copyto(tmp, f)
-            np.subtract(a, tmp, out=a)
+            np.subtract(a, f, out=a, casting="unsafe")  # the 0/1 plane cast in L1-sized buffers
