@@ -70,6 +70,7 @@ def test_config_presets_and_json_round_trip():
     assert (large.head_depth, large.head_width) == (8, 1280)
     tiny = SpikeGenConfig.preset("tiny")
     assert (tiny.vae, tiny.vae_stride, tiny.patch_size, tiny.token_channels) == ("tiny-f4-d16", 4, 2, 64)
+    assert (tiny.head_depth, tiny.head_width) == (3, 256)  # room for 64 values per token
     for cfg in (base, large, tiny):
         d = json.loads(cfg.to_json())
         assert SpikeGenConfig.from_dict(d) == cfg

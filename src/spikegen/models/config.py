@@ -119,8 +119,10 @@ class SpikeGenConfig:
                 decoder_heads=4,
                 attn_dropout=0.0,
                 proj_dropout=0.0,
-                head_width=128,
-                head_depth=2,
+                # a 2x2-patch token carries 64 values: a 2x128 head left the f4 model flat below
+                # the blurry input; 3x256 learns (docs/model.md, the head width against the token)
+                head_width=256,
+                head_depth=3,
                 diffusion_batch_mul=4,
                 sample_steps=25,
             ),
