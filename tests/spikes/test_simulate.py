@@ -169,6 +169,14 @@ def test_a_bad_value_in_any_frame_of_a_sequence_raises(bad, size, frame):
     assert integrate_and_fire(seq).shape == (40, *size)
 
 
+def test_a_bad_sequence_raises_on_the_torch_loop_too():
+    """With temporal noise the CPU takes the torch loop: its input is checked there."""
+    seq = torch.rand(6, 5, 6, generator=gen(2))
+    seq[4, 1, 1] = -0.25
+    with pytest.raises(ShapeError, match=">= 0"):
+        integrate_and_fire(seq, noise=SpikeNoise(temporal_std=0.1), generator=gen(3))
+
+
 # ----------------------------------------------------------------------------- noise model
 def test_noise_from_shared_maps(shared_data):
     path = shared_data / "spikes" / "noise" / "spikenerf_noise_maps.npz"

@@ -87,7 +87,7 @@ def integrate_and_fire(
     """
     x, batched, static, t_total = _as_input(intensity, steps)
     b, h, w = x.shape[0], x.shape[2], x.shape[3]
-    inf_checked = _check_light(x, static)
+    checked = _check_light(x, static)
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     dev = x.device
     v = per_sample(v_th, b, "v_th", device=dev, dtype=dtype, ndim=3, bound="> 0", flatten=True, detach=True)
@@ -96,14 +96,11 @@ def integrate_and_fire(
     scale, offset, tstd = _charge_per_step(noise, g, v, h, w, dev, dtype)
     q_all = _static_charge(x, scale, offset, dtype) if static else None
     if dev.type == "cpu" and tstd == 0:
+        # (a float32 / float64 sequence is checked by the kernel, group by group of frames)
         out = _fire_numpy(x, q_all, scale, offset, acc, t_total, dtype, v_th=v_th, gain=gain)
-        # NaN and -inf were caught frame by frame (by the minimum); +inf leaves +inf behind
-        if not inf_checked and b * h * w and not float(acc.numpy().max()) < math.inf:
-            if not bool(torch.isfinite(x).all()):
-                raise ShapeError(_BAD_INTENSITY)
     else:
-        if not inf_checked and not bool(torch.isfinite(x).all()):
-            raise ShapeError(_BAD_INTENSITY)
+        if not checked:
+            _check_light(x, static, defer=False)
         out = _fire_torch(x, q_all, scale, offset, tstd, v, acc, t_total, generator)
     if not batched:
         out = out[0]
@@ -145,14 +142,15 @@ def _as_input(intensity: Tensor, steps: int | None) -> tuple[Tensor, bool, bool,
     return x, batched, False, x.shape[1]
 
 
-def _check_light(x: Tensor, static: bool) -> bool:
-    """Raise unless ``x >= 0`` everywhere and finite; return whether +inf was checked too.
+def _check_light(x: Tensor, static: bool, defer: bool = True) -> bool:
+    """Raise unless ``x >= 0`` everywhere and finite; return whether it was checked.
 
-    One pass over the input: the minimum catches NaN, -inf and negative values. A float32 /
-    float64 sequence on the CPU is checked later, frame by frame while each frame is in cache,
-    by the numpy kernel (which leaves +inf to be caught after the loop, from the state)."""
+    With ``defer`` a float32 / float64 sequence on the CPU is left unchecked (``False``): the
+    numpy kernel checks it group by group of frames while they are in cache
+    (:func:`_check_frames`); a caller that takes the torch loop instead checks it with
+    ``defer=False``."""
     if x.numel() > 0:
-        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
+        if defer and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
             return False
         lo = float(x.amin())
         if not bool(torch.isfinite(x).all()):
@@ -246,8 +244,8 @@ def _fire_numpy(
     gain: float | Tensor,
 ) -> Tensor:
     """The CPU loop without temporal noise (:func:`_if_numpy`): the uint8 spikes
-    ``[B, T, H, W]``; ``acc`` is updated in place. NaN, -inf and negative values of a sequence
-    raise here; +inf is left for the caller to find in ``acc``."""
+    ``[B, T, H, W]``; ``acc`` is updated in place. NaN, infinite and negative values of a
+    sequence raise here."""
     b, _, h, w = x.shape
     # numpy allocates large arrays on transparent huge pages: half the page-fault cost
     out = torch.from_numpy(np.empty((b, t_total, h, w), dtype=np.uint8))
@@ -346,6 +344,18 @@ def _row_tiles(b: int, h: int, w: int, device: torch.device) -> list[slice]:
     return [slice(r, min(r + rows, h)) for r in range(0, h, rows)]
 
 
+def _check_frames(x: np.ndarray) -> None:
+    """Raise unless every value of the float32 / float64 array ``x`` is finite and ``>= 0``.
+
+    One integer maximum over the bits: a non-negative finite float's bits are below those of
+    +inf, and NaN, the infinities and negative values (sign bit set) are not. Only ``-0.0``
+    (a valid 0) also fails it; then the float comparison decides."""
+    bits, inf = (np.uint32, 0x7F800000) if x.dtype == np.float32 else (np.uint64, 0x7FF0000000000000)
+    if x.size and int(np.maximum.reduce(x.view(bits))) >= inf:
+        if not (float(np.minimum.reduce(x)) >= 0 and float(np.maximum.reduce(x)) < math.inf):
+            raise ShapeError(_BAD_INTENSITY)
+
+
 def _if_numpy(
     x: Tensor,
     static: bool,
@@ -412,13 +422,10 @@ def _if_numpy(
     # is read from cache), a group of about _IF_CHECK bytes: one reduction for a short, small
     # sequence, one per frame for large frames.
     group = max(1, _IF_CHECK // max(1, x_np.itemsize * h * w))
-    minimum = np.minimum.reduce
     for t in range(t_total):
         if t % group == 0:
             for i in range(b):
-                # NaN, -inf or negative (+inf: a non-finite state)
-                if not float(minimum(x_np[i, t : t + group], axis=None)) >= 0:
-                    raise ShapeError(_BAD_INTENSITY)
+                _check_frames(x_np[i, t : t + group].reshape(-1))
         for i in range(b):
             a = a2[i]
             xt = x_np[i, t]
