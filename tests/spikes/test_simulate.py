@@ -169,6 +169,24 @@ def test_a_bad_value_in_any_frame_of_a_sequence_raises(bad, size, frame):
     assert integrate_and_fire(seq).shape == (40, *size)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_sequence_path_equals_the_general_path(dtype):
+    """Plain-number v_th / gain take the all-numpy path; per-sample tensors take the general
+    one: the same spikes and states, for every init, batched or not."""
+    seq = torch.rand(2, 12, 9, 7, generator=gen(4), dtype=dtype) * 1.6
+    state0 = torch.rand(2, 9, 7, generator=gen(5), dtype=dtype)
+    for x in (seq, seq[1]):
+        b = x.shape[0] if x.ndim == 4 else 1
+        for init in ("zero", "random", state0[:b] if x.ndim == 4 else state0[1]):
+            for v_th, gain in ((1.0, 1.0), (0.7, 1.3), (2.0, 0.5)):
+                fast = integrate_and_fire(x, v_th=v_th, gain=gain, init=init, generator=gen(6), return_state=True)
+                per_sample = dict(v_th=torch.full((b,), v_th, dtype=dtype), gain=torch.full((b,), gain, dtype=dtype))
+                general = integrate_and_fire(x, **per_sample, init=init, generator=gen(6), return_state=True)
+                assert torch.equal(fast[0], general[0]) and torch.equal(fast[1], general[1])
+                assert fast[0].shape == x.shape and fast[1].dtype == dtype
+    assert torch.equal(integrate_and_fire(seq.numpy(), init="zero"), integrate_and_fire(seq, init="zero"))
+
+
 def test_a_bad_sequence_raises_on_the_torch_loop_too():
     """With temporal noise the CPU takes the torch loop: its input is checked there."""
     seq = torch.rand(6, 5, 6, generator=gen(2))

@@ -85,6 +85,10 @@ def integrate_and_fire(
         >>> s.shape, float(s.float().mean())
         (torch.Size([1, 400, 4, 4]), 0.25)
     """
+    if steps is None and noise is None:
+        fast = _sequence_numpy(intensity, v_th, gain, init, generator, return_state)
+        if fast is not None:
+            return fast
     x, batched, static, t_total = _as_input(intensity, steps)
     b, h, w = x.shape[0], x.shape[2], x.shape[3]
     checked = _check_light(x, static)
@@ -110,6 +114,71 @@ def integrate_and_fire(
 
 
 # ---------------------------------------------------------------------------- the steps
+def _plain_number(value: object, positive: bool) -> bool:
+    """A Python ``int``/``float`` (not ``bool``), finite, ``> 0`` or ``>= 0``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    v = float(value)
+    return math.isfinite(v) and (v > 0 if positive else v >= 0)
+
+
+def _sequence_numpy(
+    intensity: object,
+    v_th: object,
+    gain: object,
+    init: object,
+    generator: torch.Generator | None,
+    return_state: bool,
+) -> Tensor | tuple[Tensor, Tensor] | None:
+    """The common CPU case in numpy from end to end, or ``None`` when the call is not it.
+
+    A float32 / float64 ``[T, H, W]`` or ``[B, T, H, W]`` sequence on the CPU (tensor or
+    array), ``v_th`` and ``gain`` plain numbers, no noise, ``init`` ``"zero"``, ``"random"``
+    or an array of the state's shape: the same numbers as the general path (the same float
+    ops in the same order), without its torch calls, each of which costs microseconds when a
+    large frame loop has just run. Anything else (and every error) goes the general way."""
+    if isinstance(intensity, Tensor):
+        if intensity.device.type != "cpu" or intensity.dtype not in (torch.float32, torch.float64):
+            return None
+        x_np = intensity.detach().contiguous().numpy()
+    elif isinstance(intensity, np.ndarray) and intensity.dtype in (np.float32, np.float64):
+        x_np = np.ascontiguousarray(intensity)
+    else:
+        return None
+    if x_np.ndim not in (3, 4) or not (_plain_number(v_th, True) and _plain_number(gain, False)):
+        return None
+    batched = x_np.ndim == 4
+    x4 = x_np if batched else x_np[None]
+    b, t_total, h, w = x4.shape
+    npd = x4.dtype.type
+    if isinstance(init, str) and init == "zero":
+        a = np.zeros((b, h, w), npd)
+    elif isinstance(init, str) and init == "random":
+        if generator is not None and generator.device.type != "cpu":
+            return None
+        dt = torch.float64 if npd is np.float64 else torch.float32
+        a = torch.rand((b, h, w), generator=generator, dtype=dt).numpy()
+    elif isinstance(init, (Tensor, np.ndarray)):
+        a0 = init.detach().numpy() if isinstance(init, Tensor) and init.device.type == "cpu" else init
+        if not isinstance(a0, np.ndarray) or a0.dtype.kind != "f":
+            return None
+        if a0.shape == (b, h, w) or (b == 1 and a0.shape == (h, w)):
+            a = np.array(a0.reshape(b, h, w), dtype=npd)  # a copy: the state is updated in place
+        else:
+            return None
+    else:
+        return None
+    out = np.empty((b, t_total, h, w), np.uint8)
+    if b * h * w and t_total:
+        scale = npd(gain) / npd(v_th)  # the division of the general path (g / v)
+        _if_sequence_np(x4.reshape(b, t_total, h * w), None if scale == 1 else scale, None,
+                        a.reshape(b, h * w), out.view(np.bool_).reshape(b, t_total, h * w))
+    spikes = torch.from_numpy(out if batched else out[0])
+    if return_state:
+        return spikes, torch.from_numpy(a if batched else a[0])
+    return spikes
+
+
 def _as_input(intensity: Tensor, steps: int | None) -> tuple[Tensor, bool, bool, int]:
     """``intensity`` as ``[B, 1, H, W]`` (static, with ``steps``) or ``[B, T, H, W]`` (a
     sequence): ``(x, batched, static, number of steps)``."""
@@ -409,19 +478,33 @@ def _if_numpy(
     if xs.dtype != dtype:
         xs = xs.to(dtype)
     x_np = xs.contiguous().numpy().reshape(b, t_total, h * w)
-    a2 = a_all.reshape(b, h * w)
-    o2 = o_all.reshape(b, t_total, h * w)
+    sc = off = None
     if not unit:
         sc = np.ascontiguousarray(np.broadcast_to(scale.detach().numpy(), (b, h, w))).reshape(b, -1)
-        off = None
         if offset is not None:
             off = np.ascontiguousarray(np.broadcast_to(offset.detach().numpy(), (b, h, w)))
             off = off.reshape(b, -1)
-        q = np.empty(h * w, npd)
+    _if_sequence_np(x_np, sc, off, a_all.reshape(b, h * w), o_all.reshape(b, t_total, h * w))
+
+
+def _if_sequence_np(
+    x_np: np.ndarray,
+    sc: np.ndarray | np.floating | None,
+    off: np.ndarray | None,
+    a2: np.ndarray,
+    o2: np.ndarray,
+) -> None:
+    """The numpy loop of a sequence: ``x_np [B, T, P]`` float32 / float64 intensities (``P``
+    pixels), charge ``q = x * sc (+ off)`` per step (``sc`` ``[B, P]`` or one scalar;
+    ``None``: ``q = x``), the state ``a2 [B, P]`` updated in place, the spikes written into the
+    bool view ``o2 [B, T, P]``. Checks the input (:func:`_check_frames`)."""
+    b, t_total, p = x_np.shape
+    one = x_np.dtype.type(1.0)
+    q = np.empty(p, x_np.dtype) if sc is not None else None
     # The input is checked group by group of frames just before the group is integrated (so it
     # is read from cache), a group of about _IF_CHECK bytes: one reduction for a short, small
     # sequence, one per frame for large frames.
-    group = max(1, _IF_CHECK // max(1, x_np.itemsize * h * w))
+    group = max(1, _IF_CHECK // max(1, x_np.itemsize * p))
     for t in range(t_total):
         if t % group == 0:
             for i in range(b):
@@ -429,10 +512,10 @@ def _if_numpy(
         for i in range(b):
             a = a2[i]
             xt = x_np[i, t]
-            if unit:
+            if sc is None:
                 np.add(a, xt, out=a)
             else:
-                np.multiply(xt, sc[i], out=q)
+                np.multiply(xt, sc if np.ndim(sc) == 0 else sc[i], out=q)
                 if off is not None:
                     np.add(q, off[i], out=q)
                 np.add(a, q, out=a)
