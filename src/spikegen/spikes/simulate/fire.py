@@ -159,8 +159,13 @@ def _sequence_numpy(
         dt = torch.float64 if npd is np.float64 else torch.float32
         a = torch.rand((b, h, w), generator=generator, dtype=dt).numpy()
     elif isinstance(init, (Tensor, np.ndarray)):
-        a0 = init.detach().numpy() if isinstance(init, Tensor) and init.device.type == "cpu" else init
-        if not isinstance(a0, np.ndarray) or a0.dtype.kind != "f":
+        if isinstance(init, Tensor):
+            if init.device.type != "cpu" or init.dtype not in (torch.float16, torch.float32, torch.float64):
+                return None
+            a0 = init.detach().numpy()
+        else:
+            a0 = init
+        if a0.dtype.kind != "f":
             return None
         if a0.shape == (b, h, w) or (b == 1 and a0.shape == (h, w)):
             a = np.array(a0.reshape(b, h, w), dtype=npd)  # a copy: the state is updated in place
