@@ -27,7 +27,7 @@ from torch import Tensor
 
 from spikegen.errors import ShapeError
 
-__all__ = ["as_float_tensor", "check_image", "per_sample", "positive_int"]
+__all__ = ["as_float_tensor", "check_image", "per_sample", "plain_number", "positive_int"]
 
 
 def check_image(img: object, name: str = "img") -> tuple[Tensor, bool]:
@@ -142,16 +142,29 @@ def per_sample(
     else:
         if bound is None:
             return torch.full(shape, float(value), device=device, dtype=dtype)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):  # no device sync
-            fv = float(value)
-            if math.isfinite(fv) and (fv > 0 if bound == "> 0" else fv >= 0):
-                return torch.full(shape, fv, device=device, dtype=dtype)
+        fv = plain_number(value, bound)  # no device sync
+        if fv is not None:
+            return torch.full(shape, fv, device=device, dtype=dtype)
         t = torch.full((batch,), float(value), device=device, dtype=dtype)
     if bound is not None:
         bad = ~torch.isfinite(t) | ((t <= 0) if bound == "> 0" else (t < 0))
         if bool(bad.any()):
             raise ShapeError(f"{name} must be finite and {bound}, got {value}")
     return t.view(shape)
+
+
+def plain_number(value: object, bound: Literal["> 0", ">= 0"]) -> float | None:
+    """``float(value)`` when ``value`` is a Python ``int`` or ``float`` (not ``bool``), finite
+    and within ``bound``; ``None`` for anything else (a tensor, an array, a bad value).
+
+    Example:
+        >>> plain_number(2, "> 0"), plain_number(0.0, "> 0"), plain_number(True, ">= 0")
+        (2.0, None, None)
+    """
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    fv = float(value)
+    return fv if math.isfinite(fv) and (fv > 0 if bound == "> 0" else fv >= 0) else None
 
 
 def as_float_tensor(x: object, name: str, *, hint: str | None = None) -> Tensor:

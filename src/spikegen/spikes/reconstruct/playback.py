@@ -283,11 +283,6 @@ def tfp(
         for part in (sn[:, :r0], sn[:, r1 + 1 :]):
             if part.size and int(part.max()) > 1:
                 raise nonbinary(int(part.max()))
-    if _common.small_ops(s.device):  # numpy from here on (no torch call after the frame loop)
-        sn = s.numpy()[:, r0 : r1 + 1] if len(c) else s.numpy()
-        out_np = np.empty((sn.shape[0], len(c), *sn.shape[2:]), np.float32)
-        _tfp_np(sn, out_np, r0, starts, ends, scale, unchecked)
-        return torch.from_numpy(out_np if batched else out_np[0])
     if len(c):
         s = s[:, r0 : r1 + 1]
     out = tiled(lambda x, o: tfp_core(x, o, r0, starts, ends, scale, check=unchecked), s, len(c))

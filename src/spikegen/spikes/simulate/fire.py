@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spikegen.checks import per_sample
+from spikegen.checks import per_sample, plain_number
 from spikegen.errors import ShapeError
 from spikegen.spikes.simulate._common import light_tensor
 from spikegen.spikes.simulate.noise import SpikeNoise
@@ -114,14 +114,6 @@ def integrate_and_fire(
 
 
 # ---------------------------------------------------------------------------- the steps
-def _plain_number(value: object, positive: bool) -> bool:
-    """A Python ``int``/``float`` (not ``bool``), finite, ``> 0`` or ``>= 0``."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    v = float(value)
-    return math.isfinite(v) and (v > 0 if positive else v >= 0)
-
-
 def _sequence_numpy(
     intensity: object,
     v_th: object,
@@ -133,10 +125,10 @@ def _sequence_numpy(
     """The common CPU case in numpy from end to end, or ``None`` when the call is not it.
 
     A float32 / float64 ``[T, H, W]`` or ``[B, T, H, W]`` sequence on the CPU (tensor or
-    array), ``v_th`` and ``gain`` plain numbers, no noise, ``init`` ``"zero"``, ``"random"``
-    or an array of the state's shape: the same numbers as the general path (the same float
-    ops in the same order), without its torch calls, each of which costs microseconds when a
-    large frame loop has just run. Anything else (and every error) goes the general way."""
+    array), ``v_th`` and ``gain`` plain numbers, no noise: the same numbers as the general path
+    (the same initial charge, the same float ops in the same order), without its other torch
+    calls, each of which costs microseconds when a large frame loop has just run. Anything else
+    goes the general way."""
     if isinstance(intensity, Tensor):
         if intensity.device.type != "cpu" or intensity.dtype not in (torch.float32, torch.float64):
             return None
@@ -145,34 +137,14 @@ def _sequence_numpy(
         x_np = np.ascontiguousarray(intensity)
     else:
         return None
-    if x_np.ndim not in (3, 4) or not (_plain_number(v_th, True) and _plain_number(gain, False)):
+    if x_np.ndim not in (3, 4) or plain_number(v_th, "> 0") is None or plain_number(gain, ">= 0") is None:
         return None
     batched = x_np.ndim == 4
     x4 = x_np if batched else x_np[None]
     b, t_total, h, w = x4.shape
     npd = x4.dtype.type
-    if isinstance(init, str) and init == "zero":
-        a = np.zeros((b, h, w), npd)
-    elif isinstance(init, str) and init == "random":
-        if generator is not None and generator.device.type != "cpu":
-            return None
-        dt = torch.float64 if npd is np.float64 else torch.float32
-        a = torch.rand((b, h, w), generator=generator, dtype=dt).numpy()
-    elif isinstance(init, (Tensor, np.ndarray)):
-        if isinstance(init, Tensor):
-            if init.device.type != "cpu" or init.dtype not in (torch.float16, torch.float32, torch.float64):
-                return None
-            a0 = init.detach().numpy()
-        else:
-            a0 = init
-        if a0.dtype.kind != "f":
-            return None
-        if a0.shape == (b, h, w) or (b == 1 and a0.shape == (h, w)):
-            a = np.array(a0.reshape(b, h, w), dtype=npd)  # a copy: the state is updated in place
-        else:
-            return None
-    else:
-        return None
+    dtype = torch.float64 if npd is np.float64 else torch.float32
+    a = _initial_charge(init, b, h, w, torch.device("cpu"), dtype, generator).numpy()
     out = np.empty((b, t_total, h, w), np.uint8)
     if b * h * w and t_total:
         scale = npd(gain) / npd(v_th)  # the division of the general path (g / v)
