@@ -5,7 +5,8 @@
 Checks that the export's VAE is byte-identical to the weight set's ``vae/`` (the task weights
 share it), copies ``model.safetensors`` (optionally as float16: it loads as float32), and
 writes ``config.json`` with ``"vae": "../vae"``, ``spike_frames`` (default 8), temperature 0
-and ``sample_clip_x0`` 3, the shipped sampling settings.
+and ``sample_clip_x0`` (``--clip-x0``: what ``scripts/latent_clip.py`` prints for the set's VAE;
+3.5 for ``tiny/vae``, 5.5 for ``tiny-f4/vae``), the shipped sampling settings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main() -> None:
     ap.add_argument("dst", type=Path, help="the task folder inside a weight set, e.g. src/spikegen/weights/tiny/deblur")
     ap.add_argument("--fp16", action="store_true", help="store the weights in float16")
     ap.add_argument("--spike-frames", type=int, default=8)
+    ap.add_argument("--clip-x0", type=float, required=True,
+                    help="sample_clip_x0 to store (scripts/latent_clip.py VAE prints the rule's value)")
     args = ap.parse_args()
     vae = args.dst.parent / "vae" / "diffusion_pytorch_model.safetensors"
     if not filecmp.cmp(args.src / "vae" / vae.name, vae, shallow=False):
@@ -30,7 +33,7 @@ def main() -> None:
     args.dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.src / "model.safetensors", args.dst / "model.safetensors")
     cfg = json.loads((args.src / "config.json").read_text())
-    cfg.update(vae="../vae", spike_frames=args.spike_frames, sample_temperature=0.0, sample_clip_x0=3.0)
+    cfg.update(vae="../vae", spike_frames=args.spike_frames, sample_temperature=0.0, sample_clip_x0=args.clip_x0)
     (args.dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if args.fp16:
         from safetensors.torch import load_file, save_file

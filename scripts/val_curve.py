@@ -4,7 +4,8 @@ For each checkpoint of RUN (or the ``--steps`` given), export its EMA weights (`
 STAGE --resume-from CKPT --export``, the run's own config), optionally swap in another VAE with
 the same encoder (``--vae``: e.g. a decoder-only continuation), and score deblurring on the
 first ``--limit`` images of the validation split at V_th 1 (gray and RGB PSNR of SpikeGen at
-g = 0.5, colour from the input; temperature 0 and clip_x0 3 as the shipped weights) with
+g = 0.5, colour from the input; temperature 0 as the shipped weights, and clip_x0 from the
+decoding VAE's training-crop latents as ``scripts/latent_clip.py`` picks it, unless given) with
 ``spikegen.tasks.evaluate.evaluate_deblur``. Rows are
 appended to ``OUT/val_curve.csv`` (steps already there are skipped) and ``OUT/val_curve.png``
 is redrawn.
@@ -27,6 +28,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def latent_clip_of(vae, shared: Path) -> float:
+    """The clip scripts/latent_clip.py picks for ``vae`` (training crops of the shared images)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from latent_clip import training_crops
+
+    from spikegen.models.vae import estimate_latent_clip
+
+    return estimate_latent_clip(vae, training_crops(shared / "data" / "images"))
+
+
 def main() -> None:
     shared = Path(os.environ.get("SPIKEGEN_SHARED", REPO.parent / "shared"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,7 +49,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6)
     ap.add_argument("--temperature", type=float, default=0.0,
                     help="sampling temperature written into the exported config (the shipped weights' 0)")
-    ap.add_argument("--clip-x0", type=float, default=3.0, help="sample_clip_x0 written into the exported config (shipped: 3)")
+    ap.add_argument("--clip-x0", type=float, default=None,
+                    help="sample_clip_x0 written into the exported config (default: the rule of scripts/latent_clip.py "
+                         "on the decoding VAE)")
     ap.add_argument("--data", type=Path, default=shared / "data" / "images" / "mcmaster18")
     args = ap.parse_args()
 
@@ -62,6 +75,7 @@ def main() -> None:
         with open(table, newline="") as f:
             done = {int(r["step"]) for r in csv.DictReader(f)}
     vae = load_vae(args.vae) if args.vae else None
+    clip = args.clip_x0
     exe = Path(sys.executable).with_name("spikegen")
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     for step in steps:
@@ -73,7 +87,10 @@ def main() -> None:
                             "--export", str(exp)], check=True, env=env, stdout=subprocess.DEVNULL)
             # sampling settings of the shipped weights (deterministic, clamped clean-latent estimates)
             c = json.loads((exp / "config.json").read_text())
-            c.update(sample_temperature=args.temperature, sample_clip_x0=args.clip_x0)
+            if clip is None:
+                clip = latent_clip_of(vae if vae is not None else load_vae(exp / "vae"), shared)
+                print(f"clip_x0 {clip:g} (scripts/latent_clip.py rule)", flush=True)
+            c.update(sample_temperature=args.temperature, sample_clip_x0=clip)
             (exp / "config.json").write_text(json.dumps(c, indent=2, sort_keys=True))
             if vae is not None:  # decode with the given VAE (same encoder): save the swapped model
                 SpikeGen.from_pretrained(exp, vae=vae).save_pretrained(exp, overwrite=True)

@@ -13,6 +13,7 @@ from spikegen.models.vae import (
     build_vae,
     decode_latents,
     encode_images,
+    estimate_latent_clip,
     estimate_latent_scale,
     latent_scale,
     load_vae,
@@ -113,6 +114,26 @@ def test_estimate_and_store_latent_scale(vae, tmp_path):
         assert torch.allclose(encode_images(loaded, imgs), scaled, atol=1e-5)
     with pytest.raises(ValueError):
         set_latent_scale(v, 0.0)
+
+
+def test_estimate_latent_clip(vae):
+    imgs = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        a = encode_images(vae, imgs).abs().flatten().double()
+    # the 99.9 % quantile of |z|, rounded up to a multiple of 0.5
+    want = float(torch.sort(a).values[int(-(-0.999 * a.numel() // 1)) - 1])
+    clip = estimate_latent_clip(vae, imgs, batch_size=2)
+    assert clip % 0.5 == 0 and want <= clip < want + 0.5
+    assert estimate_latent_clip(vae, imgs, q=1.0, step=0.25) == pytest.approx(-(-float(a.max()) // 0.25) * 0.25)
+    # a larger latent scale widens the clip by the same factor (before rounding)
+    v = build_vae("tiny-f8-d16")
+    v.load_state_dict(vae.state_dict())
+    set_latent_scale(v, 4.0)
+    assert estimate_latent_clip(v, imgs, q=1.0, step=1e-6) == pytest.approx(4 * float(a.max()), rel=1e-4)
+    with pytest.raises(ValueError, match="q="):
+        estimate_latent_clip(vae, imgs, q=0.0)
+    with pytest.raises(ShapeError):
+        estimate_latent_clip(vae, imgs[:0])
 
 
 def test_load_vae_errors(tmp_path):

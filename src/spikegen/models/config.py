@@ -125,6 +125,9 @@ class SpikeGenConfig:
                 head_depth=3,
                 diffusion_batch_mul=4,
                 sample_steps=25,
+                # the 99.9 % quantile of the tiny-f4 latent, rounded up (docs/model.md, "Choosing
+                # clip_x0"; recompute with scripts/latent_clip.py for another VAE)
+                sample_clip_x0=5.5,
             ),
             "base": dict(),
             "large": dict(

@@ -47,6 +47,7 @@ __all__ = [
     "build_vae",
     "load_vae",
     "estimate_latent_scale",
+    "estimate_latent_clip",
     "set_latent_scale",
     "latent_scale",
     "vae_downsample_factor",
@@ -389,3 +390,40 @@ def estimate_latent_scale(
     if var <= 0 or not math.isfinite(var):
         raise ValueError("estimate_latent_scale: latents have zero or non-finite variance")
     return 1.0 / math.sqrt(var)
+
+
+@torch.no_grad()
+def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: float = 0.5, batch_size: int = 8) -> float:
+    """A ``sample_clip_x0`` for SpikeGen models on this VAE's latent: the ``q``-quantile of
+    the absolute scaled latent values of ``images`` (training crops, never validation
+    images), rounded **up** to a multiple of ``step``.
+
+    Sampling clamps every clean-latent estimate to ``[-clip, clip]``: a clip inside the range
+    that real latents take cuts image content (the tiny f4 latent has heavier tails than the
+    f8 one: 99.9 % of its values lie within 5.6, against 3.6), a much wider one lets the
+    estimates of a briefly trained head blow up. docs/model.md ("Choosing clip_x0").
+
+    Args:
+        vae: an ``AutoencoderKL`` with its latent scale set.
+        images: ``[N, 3, H, W]`` in ``[0, 1]``.
+        q: the quantile, in (0, 1].
+        step: round up to a multiple of this (> 0).
+
+    Returns:
+        The clip as a Python float.
+
+    Example:
+        >>> vae = build_vae("tiny-f8-d16")
+        >>> estimate_latent_clip(vae, torch.rand(2, 3, 32, 32)) > 0
+        True
+    """
+    if not (0.0 < q <= 1.0) or not step > 0:
+        raise ValueError(f"estimate_latent_clip: need 0 < q <= 1 and step > 0, got q={q}, step={step}")
+    images = _check_images(images)
+    if images.shape[0] == 0:
+        raise ShapeError("estimate_latent_clip: no images given")
+    z = torch.cat([encode_images(vae, images[i : i + batch_size]).float().abs().flatten()
+                   for i in range(0, images.shape[0], batch_size)])
+    k = max(1, math.ceil(q * z.numel()))  # the k-th smallest value (torch.quantile caps the size)
+    value = float(z.kthvalue(k).values)
+    return math.ceil(value / step) * step
