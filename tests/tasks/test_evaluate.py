@@ -108,6 +108,22 @@ def test_eval_deblur_every_method_and_vth_with_an_independent_blurry_psnr(image_
     assert code == 2 and "--overwrite" in err
 
 
+def test_eval_deblur_samples_rgb_only_once_for_every_vth(image_dir, tiny_dir, tmp_path, monkeypatch):
+    # g = 0 ignores the spikes, so one sample serves every V_th; it must equal a fresh sample
+    # at that V_th alone (same per-image generator)
+    import spikegen.tasks.evaluate.deblur as ev
+
+    calls = []
+    real = ev.deblur_image
+    monkeypatch.setattr(ev, "deblur_image", lambda *a, **k: calls.append(k["gamma"]) or real(*a, **k))
+    kw = dict(methods="spikegen-0,spikegen-0.5", size=48, weights=tiny_dir, steps=2, progress=False, report_images=0)
+    both = evaluate_deblur(image_dir, tmp_path / "a", v_ths="1,4", **kw)
+    assert sorted(calls) == [0.0] * 2 + [0.5] * 4  # 2 images: g = 0 once each, g = 0.5 per V_th
+    alone = evaluate_deblur(image_dir, tmp_path / "b", v_ths="4", **kw)
+    pick = lambda res, v: {r["image"]: r["psnr_rgb"] for r in res["per_image"] if r["method"] == "spikegen-0" and r["v_th"] == v}
+    assert pick(both, 1.0) == pick(both, 4.0) == pick(alone, 4.0)
+
+
 def test_eval_deblur_limit_and_skips_spikegen_without_weights(image_dir, tmp_path, monkeypatch):
     import spikegen.weights
 

@@ -124,6 +124,7 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
     for i in range(n):
         shown = i < report_images
         base = None
+        rgb_only: dict[str, torch.Tensor] = {}  # g = 0 ignores the spikes: one sample for every V_th
         pics: list[list[tuple[str, str]]] = []
         for vi, v in enumerate(vs):
             s = ds[v][i]
@@ -141,10 +142,14 @@ def evaluate_deblur(data: str | os.PathLike, out_dir: str | os.PathLike, *, meth
                     preds[m.name] = tfp(spikes, T, centers=[T // 2], scale=v / gain)[0][None]
                 elif m.kind == "tfi":
                     preds[m.name] = (tfi(spikes, v_th=v, centers=[T // 2])[0][None] / gain).clamp(0, 1)
+                elif m.gamma == 0 and m.name in rgb_only:
+                    preds[m.name] = rgb_only[m.name]
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
                     preds[m.name] = deblur_image(model, blurry, spikes, gamma=m.gamma, steps=steps, generator=gen,
                                                  colour=colour).image
+                    if m.gamma == 0:
+                        rgb_only[m.name] = preds[m.name]
             for m in ms:
                 rows.append({"image": names[i], "method": m.name, "v_th": v, **deblur_scores(preds[m.name], sharp)})
             if shown:
