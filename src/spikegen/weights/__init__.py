@@ -1,11 +1,10 @@
 """Weights shipped inside the package (see ``MODEL_CARD.md`` beside each set).
 
-``tiny/vae`` is the tiny-f8-d16 VAE; ``tiny/deblur`` and ``tiny/reconstruct`` are the tiny
-SpikeGen's per-task fine-tunes on it (float16 on disk, float32 when loaded), the defaults of the
-CLI, the demo and ``eval``; ``tiny/spikegen`` is the shared v1 they started from. All were
-trained on these CPUs by the commands in ``tiny/MODEL_CARD.md``. ``tiny-f4/vae`` is the
-tiny-f4-d16 autoencoder, the latent of the ``tiny`` preset from now on
-(:func:`default_vae("tiny-f4") <default_vae>`); SpikeGen weights on it ship beside it later.
+``tiny-f4/vae`` is the tiny-f4-d16 autoencoder (the ``tiny`` preset's latent); ``tiny-f4/deblur``
+and ``tiny-f4/reconstruct`` are the tiny SpikeGen's per-task fine-tunes on it (float16 on disk,
+float32 when loaded), the defaults of the CLI, the demo and ``eval``. ``tiny/`` is the earlier
+f8 set: the tiny-f8-d16 VAE, its two task fine-tunes and the shared v1 (``tiny/spikegen``) they
+started from. All were trained on these CPUs by the commands in each set's ``MODEL_CARD.md``.
 """
 
 from __future__ import annotations
