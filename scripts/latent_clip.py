@@ -56,7 +56,6 @@ def main() -> None:
 
     from spikegen.models.vae import encode_images, estimate_latent_clip, load_vae
 
-    torch.manual_seed(args.seed)
     crops = training_crops(args.data, args.count, args.size, args.seed)
     print(f"{crops.shape[0]} crops of {args.size} px (colour + gray) from {args.data}, {VALIDATION} excluded")
     print("| VAE | std | 99 % | 99.9 % | 99.99 % | max | clip (99.9 % rounded up to 0.5) |")

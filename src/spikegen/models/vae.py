@@ -400,7 +400,7 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
 
     Sampling clamps every clean-latent estimate to ``[-clip, clip]``: a clip inside the range
     that real latents take cuts image content (the tiny f4 latent has heavier tails than the
-    f8 one: 99.9 % of its values lie within 5.6, against 3.6), a much wider one lets the
+    f8 one: 99.9 % of its values lie within 5.1, against 3.5), a much wider one lets the
     estimates of a briefly trained head blow up. docs/model.md ("Choosing clip_x0").
 
     Args:
