@@ -48,6 +48,8 @@ __all__ = [
     "load_vae",
     "estimate_latent_scale",
     "estimate_latent_clip",
+    "clip_from_latents",
+    "abs_quantile",
     "set_latent_scale",
     "latent_scale",
     "vae_downsample_factor",
@@ -417,13 +419,24 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
         >>> estimate_latent_clip(vae, torch.rand(2, 3, 32, 32)) > 0
         True
     """
-    if not (0.0 < q <= 1.0) or not step > 0:
-        raise ValueError(f"estimate_latent_clip: need 0 < q <= 1 and step > 0, got q={q}, step={step}")
     images = _check_images(images)
     if images.shape[0] == 0:
         raise ShapeError("estimate_latent_clip: no images given")
-    z = torch.cat([encode_images(vae, images[i : i + batch_size]).float().abs().flatten()
+    z = torch.cat([encode_images(vae, images[i : i + batch_size]).float().flatten()
                    for i in range(0, images.shape[0], batch_size)])
-    k = max(1, math.ceil(q * z.numel()))  # the k-th smallest value (torch.quantile caps the size)
-    value = float(z.kthvalue(k).values)
-    return math.ceil(value / step) * step
+    return clip_from_latents(z, q=q, step=step)
+
+
+def clip_from_latents(z: torch.Tensor, *, q: float = 0.999, step: float = 0.5) -> float:
+    """The rule of :func:`estimate_latent_clip` on scaled latents already encoded: the
+    ``q``-quantile of ``|z|`` rounded up to a multiple of ``step``."""
+    if not (0.0 < q <= 1.0) or not step > 0:
+        raise ValueError(f"estimate_latent_clip: need 0 < q <= 1 and step > 0, got q={q}, step={step}")
+    return math.ceil(abs_quantile(z, q) / step) * step
+
+
+def abs_quantile(z: torch.Tensor, q: float) -> float:
+    """The ``q``-quantile of ``|z|`` (the ``ceil(q * N)``-th smallest value; ``torch.quantile``
+    caps the input size)."""
+    a = z.detach().abs().flatten()
+    return float(a.kthvalue(max(1, math.ceil(q * a.numel()))).values)
