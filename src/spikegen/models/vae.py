@@ -95,6 +95,10 @@ VAE_PRESETS: dict[str, dict] = {
         norm_num_groups=8,
         mid_block_add_attention=True,
     ),
+    # Not a network: the PCA of 4x4 RGB blocks, 16 numbers each (spikegen.models.patch_ae).
+    # The same 3x compression as tiny-f4-d16 with a far higher encode -> decode ceiling;
+    # `spikegen train vae` fits it in seconds (configs/pca_vae_f4.yaml).
+    "pca-f4-d16": dict(kind="patch", patch=4, latent_channels=16),
 }
 
 
@@ -116,12 +120,16 @@ def build_vae(preset: str = "tiny-f8-d16", *, scaling_factor: float = 1.0, **ove
         >>> vae.config.latent_channels, vae_downsample_factor(vae)
         (16, 8)
     """
-    from diffusers import AutoencoderKL
-
     if preset not in VAE_PRESETS:
         raise ValueError(f"unknown VAE preset {preset!r}; expected one of {sorted(VAE_PRESETS)}")
     cfg = dict(VAE_PRESETS[preset])
     cfg.update(overrides)
+    if cfg.pop("kind", None) == "patch":
+        from spikegen.models.patch_ae import PatchAutoencoder
+
+        return PatchAutoencoder(scaling_factor=float(scaling_factor), **cfg).eval()
+    from diffusers import AutoencoderKL
+
     n = len(cfg["block_out_channels"])
     cfg.setdefault("down_block_types", ("DownEncoderBlock2D",) * n)
     cfg.setdefault("up_block_types", ("UpDecoderBlock2D",) * n)
@@ -170,6 +178,11 @@ def load_vae(
             raise CheckpointError(f"{where}: no config.json; not a diffusers AutoencoderKL folder")
         if not any(where.glob("*.safetensors")) and not any(where.glob("*.bin")):
             raise CheckpointError(f"{where}: no weights file (*.safetensors) next to config.json")
+        from spikegen.models.patch_ae import PatchAutoencoder, is_patch_autoencoder_folder
+
+        if is_patch_autoencoder_folder(where):
+            vae = PatchAutoencoder.from_pretrained(where).eval().requires_grad_(False)
+            return vae.to(device=device, dtype=dtype) if device is not None or dtype is not None else vae
     else:
         s = str(path_or_id)
         looks_like_id = s.count("/") == 1 and not s.startswith((".", "/", "~")) and "\\" not in s
@@ -192,8 +205,9 @@ def load_vae(
 
 
 def vae_downsample_factor(vae) -> int:
-    """The spatial down-sampling factor of an ``AutoencoderKL`` (8 for both presets)."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
+    """The spatial down-sampling factor of a VAE (8 for the f8 presets, 4 for the f4 ones)."""
+    f = vae.config.get("downsample_factor", None)  # a PatchAutoencoder says it
+    return int(f) if f else 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def latent_scale(vae) -> tuple[float, float]:

@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
 OPTIONAL_KEYS: dict[str, set[str]] = {
     "": {"stage", "seed", "model", "data", "train", "log"},
     "model": set(),
-    "train": {"epochs", "global_batch_size", "decoder_only", "tfp_fraction", "gamma_ends", "scale_images"},
+    "train": {"epochs", "global_batch_size", "decoder_only", "tfp_fraction", "gamma_ends", "scale_images", "fit_images"},
     "log": set(),
 }
 LOSS_KEYS = {"kl", "lpips", "align", "pixel", "align_sigma", "align_gamma"}
@@ -67,6 +67,7 @@ CHECKS: dict[tuple[str, str], tuple[tuple[type, ...], Any, str]] = {
     ("train", "tfp_fraction"): (_NUM, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("train", "gamma_ends"): (_NUM, lambda v: 0 <= v <= 1, "a fraction in [0, 1]"),
     ("train", "scale_images"): ((int,), lambda v: v >= 1, "an integer >= 1"),
+    ("train", "fit_images"): ((int,), lambda v: v >= 1, "an integer >= 1"),
     ("train", "decoder_only"): ((bool,), lambda v: True, "true or false"),
     ("train", "betas"): ((list, tuple), lambda v: len(v) == 2 and all(isinstance(b, _NUM) and 0 <= b < 1 for b in v),
                          "two numbers in [0, 1), e.g. [0.9, 0.95]"),

@@ -37,6 +37,7 @@ from spikegen.degrade import color_fade, rgb_to_gray
 from spikegen.errors import CheckpointError, SpikeGenError
 from spikegen.models import SpikeGen, SpikeGenConfig
 from spikegen.models.config import TOKEN_STRIDE
+from spikegen.models.patch_ae import PatchAutoencoder, fit_patch_autoencoder
 from spikegen.models.masking import sample_gamma
 from spikegen.models.vae import (
     build_vae,
@@ -102,6 +103,11 @@ def build_dataset(dcfg: dict, seed: int) -> torch.utils.data.Dataset:
 
 
 # ----------------------------------------------------------------------------- modules
+#: parameter-name prefixes of a VAE's encoding side (AutoencoderKL; PatchAutoencoder), frozen by
+#: ``train.decoder_only`` so the latent space and its scale stay what a SpikeGen was trained on
+ENCODER_PARAMS = ("encoder.", "quant_conv.", "enc_weight", "mean")
+
+
 class VaeTrainModule(nn.Module):
     """Reconstruction training of an ``AutoencoderKL`` on clean images."""
 
@@ -115,7 +121,7 @@ class VaeTrainModule(nn.Module):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         x = batch["clean"]
         x, (h, w) = pad_to_multiple(x, 8)
-        frozen = not self.vae.encoder.conv_in.weight.requires_grad  # decoder-only training
+        frozen = not any(p.requires_grad for n, p in self.vae.named_parameters() if n.startswith(ENCODER_PARAMS))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             post = self.vae.encode(x * 2 - 1).latent_dist
         rec = self.vae.decode(post.sample()).sample
@@ -237,13 +243,31 @@ class VaeStage(Stage):
             vae = build_vae(src)
         except (KeyError, ValueError, SpikeGenError):
             vae = load_vae(src)
+        if isinstance(vae, PatchAutoencoder) and not m.get("init"):
+            self._fit_pca(vae)
         vae.train()
         for name, p in vae.named_parameters():
             # decoder_only: the encoder (and its quant_conv) stays fixed, so the latent space
             # and the latent scale do not move and a SpikeGen trained on this VAE stays valid.
-            p.requires_grad_(not (self.decoder_only and name.startswith(("encoder.", "quant_conv."))))
+            p.requires_grad_(not (self.decoder_only and name.startswith(ENCODER_PARAMS)))
         losses = self.cfg["train"].get("losses", {})
         return VaeTrainModule(vae, kl_weight=float(losses.get("kl", 1e-6)), lpips_weight=float(losses.get("lpips", 0.0)))
+
+    def _fit_pca(self, vae: PatchAutoencoder) -> None:
+        """Start a patch autoencoder at the PCA of ``train.fit_images`` training crops (default
+        2048, over as many epochs of the dataset as that takes; the same crops on every run and
+        resume)."""
+        ds = self.build_dataset()
+        n, per_epoch = int(self.cfg["train"].get("fit_images", 2048)), len(ds)
+
+        def item(j: int) -> torch.Tensor:  # past one epoch: the next epochs' crops
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(j // per_epoch)
+            return ds[j % per_epoch]["clean"]
+
+        batches = (torch.stack([item(j) for j in range(i, min(i + 64, n))]) for i in range(0, n, 64))
+        kept = fit_patch_autoencoder(vae, batches)
+        print(f"patch autoencoder: the PCA of {n} crops' blocks keeps {100 * kept:.3f} % of their variance", flush=True)
 
     def preview(self, module: VaeTrainModule, batch: dict, generator: torch.Generator) -> list[list[torch.Tensor]]:
         x = batch["clean"][:4].float()
