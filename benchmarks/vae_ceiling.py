@@ -10,6 +10,7 @@ folders on the sets the protocols use, with the per-image spread:
   (``spikes/synthetic_reds/gt``, 250x400 gray), fed as 3 equal channels, as the reconstruction
   task feeds the VAE.
 
+    python benchmarks/vae_ceiling.py              # the shipped autoencoders, the default first
     python benchmarks/vae_ceiling.py src/spikegen/weights/tiny/vae [OTHER_VAE ...]
     python benchmarks/vae_ceiling.py VAE --data DIR [--data DIR2] --size 256
 
@@ -75,7 +76,8 @@ def ceiling(vae, images: list[torch.Tensor], gray: bool) -> list[float]:
 def main() -> None:
     shared = Path(os.environ.get("SPIKEGEN_SHARED", REPO.parent / "shared"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("vaes", nargs="+", help="VAE folders (diffusers AutoencoderKL)")
+    ap.add_argument("vaes", nargs="*", help="VAE folders (an AutoencoderKL or a PatchAutoencoder; default: the "
+                    "shipped ones, spikegen.weights.default_vae() first)")
     ap.add_argument("--data", action="append", default=None, help="image folder (repeatable; default images/mcmaster18)")
     ap.add_argument("--reds", default=str(shared / "data" / "spikes" / "synthetic_reds" / "gt"),
                     help="folder of gray spike-camera GT frames ('' to skip)")
@@ -87,6 +89,10 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     print("| VAE | set | PSNR mean (dB) | min | max | seconds |")
     print("|---|---|---|---|---|---|")
+    if not args.vaes:
+        from spikegen.weights import default_vae, shipped_vaes
+
+        args.vaes = [str(default_vae())] + [str(p) for p in shipped_vaes() if p != default_vae()]
     for v in args.vaes:
         vae = load_vae(v).eval()
         for name, images, gray in sets:

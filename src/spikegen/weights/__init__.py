@@ -1,5 +1,7 @@
 """Weights shipped inside the package (see ``MODEL_CARD.md`` beside each set).
 
+``tiny-pca/vae`` is the pca-f4-d16 patch autoencoder, the default autoencoder
+(:func:`default_vae`), whose ceiling is far above the others; no SpikeGen weights on it ship yet.
 ``tiny-f4/vae`` is the tiny-f4-d16 autoencoder (the ``tiny`` preset's latent); ``tiny-f4/deblur``
 and ``tiny-f4/reconstruct`` are the tiny SpikeGen's per-task fine-tunes on it (float16 on disk,
 float32 when loaded), the defaults of the CLI, the demo and ``eval``. ``tiny/`` is the earlier
@@ -68,12 +70,24 @@ def default_weights(name: str = "tiny") -> Path:
     return path
 
 
-def default_vae(name: str = "tiny") -> Path:
-    """Folder of the shipped VAE ``name`` (diffusers ``save_pretrained`` layout)."""
+#: The default autoencoder: the shipped one with the highest encode -> decode ceiling, the latent
+#: new models are trained on (``configs/tiny_pretrain_pca.yaml``; docs/model.md). Each SpikeGen
+#: weight folder carries its own ``vae/``, so this does not change what shipped models decode with.
+DEFAULT_VAE = "tiny-pca"
+
+
+def default_vae(name: str = DEFAULT_VAE) -> Path:
+    """Folder of the shipped autoencoder of weight set ``name`` (``"tiny-pca"``: the PCA patch
+    autoencoder, the default; ``"tiny-f4"``, ``"tiny"``: the convolutional f4 and f8 VAEs)."""
     path = WEIGHTS_DIR / name / "vae"
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: the shipped '{name}' VAE is not in this install")
     return path
+
+
+def shipped_vaes() -> list[Path]:
+    """Every shipped autoencoder folder (``weights/<set>/vae``), sorted by set name."""
+    return sorted(p.parent for p in WEIGHTS_DIR.glob("*/vae/config.json"))
 
 
 def has_default_weights(name: str = "tiny") -> bool:
