@@ -7,6 +7,7 @@ scaled latent values and the clip the rule picks: the 99.9 % quantile rounded up
 of 0.5 (docs/model.md, "Choosing clip_x0").
 
     python scripts/latent_clip.py src/spikegen/weights/tiny-f4/vae [src/spikegen/weights/tiny/vae]
+    python scripts/latent_clip.py src/spikegen/weights/tiny-pca/vae --per-channel
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=80)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-channel", action="store_true",
+                    help="also print the rule per latent channel (a list for sample_clip_x0)")
     args = ap.parse_args()
 
     from spikegen.models.vae import abs_quantile, clip_from_latents, encode_images, load_vae
@@ -63,10 +66,14 @@ def main() -> None:
     for path in args.vae:
         vae = load_vae(path)
         with torch.no_grad():
-            z = torch.cat([encode_images(vae, crops[i : i + 8]).float().flatten() for i in range(0, len(crops), 8)])
+            zc = torch.cat([encode_images(vae, crops[i : i + 8]).float() for i in range(0, len(crops), 8)])
+        z = zc.flatten()
         qs = [abs_quantile(z, q) for q in (0.99, 0.999, 0.9999)]
         clip = clip_from_latents(z)  # estimate_latent_clip's rule, on the latents encoded once
         print(f"| {path} | {float(z.std()):.3f} | {qs[0]:.2f} | {qs[1]:.2f} | {qs[2]:.2f} | {float(z.abs().max()):.2f} | {clip:g} |")
+        if args.per_channel:
+            per = [clip_from_latents(zc[:, c].flatten()) for c in range(zc.shape[1])]
+            print(f"  per channel (sample_clip_x0 as a list): {per}")
 
 
 if __name__ == "__main__":

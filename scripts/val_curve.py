@@ -28,14 +28,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def latent_clip_of(vae, shared: Path) -> float:
-    """The clip scripts/latent_clip.py picks for ``vae`` (training crops of the shared images)."""
+def latent_clip_of(vae, shared: Path, per_channel: bool = False) -> float | list[float]:
+    """The clip scripts/latent_clip.py picks for ``vae`` (training crops of the shared images;
+    ``per_channel``: one bound per latent channel)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from latent_clip import training_crops
 
     from spikegen.models.vae import estimate_latent_clip
 
-    return estimate_latent_clip(vae, training_crops(shared / "data" / "images"))
+    return estimate_latent_clip(vae, training_crops(shared / "data" / "images"), per_channel=per_channel)
 
 
 def main() -> None:
@@ -49,6 +50,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6)
     ap.add_argument("--temperature", type=float, default=0.0,
                     help="sampling temperature written into the exported config (the shipped weights' 0)")
+    ap.add_argument("--per-channel-clip", action="store_true",
+                    help="the rule per latent channel (sample_clip_x0 as a list; e.g. for the PCA patch autoencoder)")
     ap.add_argument("--clip-x0", type=float, default=None,
                     help="sample_clip_x0 written into the exported config (default: the rule of scripts/latent_clip.py "
                          "on the decoding VAE)")
@@ -88,8 +91,8 @@ def main() -> None:
             # sampling settings of the shipped weights (deterministic, clamped clean-latent estimates)
             c = json.loads((exp / "config.json").read_text())
             if clip is None:
-                clip = latent_clip_of(vae if vae is not None else load_vae(exp / "vae"), shared)
-                print(f"clip_x0 {clip:g} (scripts/latent_clip.py rule)", flush=True)
+                clip = latent_clip_of(vae if vae is not None else load_vae(exp / "vae"), shared, args.per_channel_clip)
+                print(f"clip_x0 {clip} (scripts/latent_clip.py rule)", flush=True)
             c.update(sample_temperature=args.temperature, sample_clip_x0=clip)
             (exp / "config.json").write_text(json.dumps(c, indent=2, sort_keys=True))
             if vae is not None:  # decode with the given VAE (same encoder): save the swapped model

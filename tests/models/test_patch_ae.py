@@ -176,3 +176,24 @@ def test_vae_stage_fits_then_refines(tmp_path):
     b = load_file(run2 / "final" / "diffusion_pytorch_model.safetensors")
     assert torch.equal(a["enc_weight"], b["enc_weight"]) and torch.equal(a["mean"], b["mean"])
     assert not torch.equal(a["dec_weight"], b["dec_weight"])
+
+
+def test_per_channel_clip_bounds_each_latent_channel():
+    # sample_clip_x0 as a list: every sampled latent channel stays inside its own bound (the
+    # token layout is channel-major); a list of the wrong length is refused
+    torch.manual_seed(0)
+    model = SpikeGen(_tiny_cfg(sample_steps=3), vae=_fitted()).eval()
+    with torch.no_grad():
+        for p in model.head.parameters():  # an untrained head's estimates, made large
+            p.add_(torch.randn_like(p))
+    rgb, spikes = torch.rand(1, 3, 32, 32), (torch.rand(1, 8, 32, 32) < 0.3).float()
+    bounds = [0.5 + 0.25 * c for c in range(16)]
+    z, _ = model.sample_latents(rgb=rgb, spikes=spikes, gamma=0.5, clip_x0=bounds, temperature=1.0,
+                                generator=torch.Generator().manual_seed(0))
+    top = z.abs().amax(dim=(0, 2, 3))
+    assert bool((top <= torch.tensor(bounds) + 1e-5).all())
+    assert bool((top > torch.tensor(bounds) - 1e-3).sum() >= 8)  # the bounds bind (the estimates are wild)
+    with pytest.raises(ValueError, match="16 positive per-channel bounds"):
+        model.sample_latents(rgb=rgb, spikes=spikes, clip_x0=[1.0, 2.0])
+    with pytest.raises(ValueError, match="16 positive per-channel bounds"):
+        _tiny_cfg(sample_clip_x0=[1.0] * 15).validate()

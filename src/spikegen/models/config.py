@@ -89,7 +89,8 @@ class SpikeGenConfig:
     # sampling defaults
     sample_steps: int = 100
     sampler: str = "ddim"
-    sample_clip_x0: float | None = None  # clamp clean-latent estimates (None = MAR: no clamp)
+    # clamp clean-latent estimates (None = MAR: no clamp); a list: one bound per latent channel
+    sample_clip_x0: float | list[float] | None = None
     sample_temperature: float = 1.0  # default noise temperature of sample() (0 = deterministic)
 
     PRESETS = ("tiny", "base", "large")
@@ -185,6 +186,9 @@ class SpikeGenConfig:
             raise ValueError(f"spike_frames must be None or an integer >= 1, got {self.spike_frames!r}")
         if self.gamma_std <= 0:
             raise ValueError(f"gamma_std must be > 0, got {self.gamma_std}")
+        c = self.sample_clip_x0
+        if isinstance(c, (list, tuple)) and (len(c) != self.latent_channels or not all(float(v) > 0 for v in c)):
+            raise ValueError(f"sample_clip_x0: a list needs {self.latent_channels} positive per-channel bounds, got {list(c)}")
         if self.diffusion_batch_mul < 1:
             raise ValueError(f"diffusion_batch_mul must be >= 1, got {self.diffusion_batch_mul}")
         if self.patch_size < 1 or self.vae_stride * self.patch_size != TOKEN_STRIDE:

@@ -324,7 +324,7 @@ class DiffusionHead(nn.Module):
         temperature: float = 1.0,
         eta: float = 0.0,
         generator: torch.Generator | None = None,
-        clip_x0: float | None = None,
+        clip_x0: float | torch.Tensor | None = None,
         num_threads: int | str | None = "auto",
     ) -> torch.Tensor:
         """Draw one clean latent token per condition row.
@@ -339,8 +339,9 @@ class DiffusionHead(nn.Module):
             eta: DDIM's stochasticity (0 = DDIM, 1 = DDPM-like); ignored by ``"ddpm"``.
             generator: random generator for all noise draws (reproducible samples).
             clip_x0: clamp every clean-latent estimate to ``[-clip_x0, clip_x0]`` ("static
-                thresholding"). ``None`` (MAR's behaviour) trusts the network; see the note in
-                :func:`sample_loop` on why a briefly trained head may need it.
+                thresholding"); a ``[D]`` tensor bounds each token entry on its own. ``None``
+                (MAR's behaviour) trusts the network; see the note in :func:`sample_loop` on why
+                a briefly trained head may need it.
             num_threads: CPU threads for the loop: ``"auto"`` uses one thread when the per-step
                 work is small (``M * width^2 < 2^26``, e.g. the ``tiny`` preset on one image)
                 and the current setting otherwise; ``None`` keeps the current setting.
@@ -427,7 +428,11 @@ def sample_loop(
         eps = eps_fn(x, i)
         x0 = (x - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
         if clip_x0 is not None:
-            x0 = x0.clamp(-clip_x0, clip_x0)
+            if isinstance(clip_x0, torch.Tensor):  # per token entry (one bound per latent channel)
+                c = clip_x0.to(x0.device, x0.dtype)
+                x0 = torch.maximum(torch.minimum(x0, c), -c)
+            else:
+                x0 = x0.clamp(-clip_x0, clip_x0)
         if i == 0:
             return x0
         if sampler == "ddim":

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -108,6 +108,20 @@ def auto_threads(rgb: Any, spikes: Any, num_samples: int, *, head_width: int, de
     return 1 if tokens * head_width**2 < SMALL_WORK_FOR_ONE_THREAD else None
 
 
+def _token_clip(clip: float | Sequence[float] | None, channels: int, patch: int) -> float | torch.Tensor | None:
+    """A clip for token vectors ``[C * p * p]`` (``None``: no clamp): a number as it is, or one
+    bound per latent channel laid out as :func:`~spikegen.models.inputs.patchify` lays out a
+    token (``channel-major``: entry ``c * p * p + k`` belongs to channel ``c``)."""
+    if clip is None:
+        return None
+    if isinstance(clip, (int, float)):
+        return None if math.isinf(float(clip)) else float(clip)
+    bounds = torch.as_tensor([float(v) for v in clip], dtype=torch.float32)
+    if bounds.ndim != 1 or bounds.numel() != channels or not bool((bounds > 0).all()):
+        raise ValueError(f"clip_x0: expected a number or {channels} positive per-channel bounds, got {list(clip)}")
+    return bounds.repeat_interleave(patch * patch)
+
+
 class SamplingMixin:
     """:meth:`sample` and :meth:`sample_latents` for :class:`~spikegen.models.SpikeGen` (see the
     module docstring for what they use of the model)."""
@@ -127,7 +141,7 @@ class SamplingMixin:
         ar_steps: int = 1,
         tfp_rgb: bool | None = None,
         eta: float = 0.0,
-        clip_x0: float | None = None,
+        clip_x0: float | Sequence[float] | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int]]:
         """Sampled latents ``[B*num_samples, 16, p*h, p*w]`` (sample-minor order; ``h = ceil(H/8)``,
         ``p = config.patch_size``) and the image size ``(H, W)``.
@@ -155,8 +169,8 @@ class SamplingMixin:
         enc, grid, (h, w) = self.encode_inputs(rgb, spikes, gamma, tfp_rgb=tfp_rgb)
         b, s = enc.shape[0], int(num_samples)
         n, c = enc.shape[1], self.config.token_channels
-        clip = self.config.sample_clip_x0 if clip_x0 is None else float(clip_x0)
-        clip = None if clip is None or math.isinf(clip) else clip
+        clip = _token_clip(self.config.sample_clip_x0 if clip_x0 is None else clip_x0, self.config.latent_channels,
+                           self.config.patch_size)
         hs = dict(steps=steps, sampler=sampler, temperature=temperature, eta=eta, generator=generator, clip_x0=clip)
         if ar_steps == 1:
             z = self.decode_tokens(enc, grid)  # [B,N,D]
@@ -181,7 +195,7 @@ class SamplingMixin:
         ar_steps: int = 1,
         tfp_rgb: bool | None = None,
         eta: float = 0.0,
-        clip_x0: float | None = None,
+        clip_x0: float | Sequence[float] | None = None,
         decode_batch: int = 8,
         num_threads: int | str | None = "auto",
     ) -> torch.Tensor | SampleOutput:
@@ -206,7 +220,8 @@ class SamplingMixin:
                 when ``rgb`` is None ("TFP & Spike"); default ``config.tfp_rgb``.
             eta: DDIM stochasticity (0 = deterministic DDIM).
             clip_x0: clamp the head's clean-latent estimates to ``[-clip_x0, clip_x0]`` at every
-                step (default ``config.sample_clip_x0``; ``float("inf")`` disables).
+                step (default ``config.sample_clip_x0``; ``float("inf")`` disables); a sequence
+                of ``latent_channels`` numbers clamps each latent channel at its own bound.
             decode_batch: images per VAE decode call.
             num_threads: CPU intra-op threads for this call. ``"auto"`` (default) uses one
                 thread when the job is small -- on the CPU, ``tokens x head_width^2 < 2^26``, e.g.

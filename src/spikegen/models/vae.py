@@ -409,7 +409,8 @@ def estimate_latent_scale(
 
 
 @torch.no_grad()
-def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: float = 0.5, batch_size: int = 8) -> float:
+def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: float = 0.5, batch_size: int = 8,
+                         per_channel: bool = False) -> float | list[float]:
     """A ``sample_clip_x0`` for SpikeGen models on this VAE's latent: the ``q``-quantile of
     the absolute scaled latent values of ``images`` (training crops, never validation
     images), rounded **up** to a multiple of ``step``.
@@ -424,9 +425,12 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
         images: ``[N, 3, H, W]`` in ``[0, 1]``.
         q: the quantile, in (0, 1].
         step: round up to a multiple of this (> 0).
+        per_channel: the rule on each latent channel alone (one bound per channel), for a
+            latent whose channels differ in range (the PCA patch autoencoder's first component
+            spans +-9, its last ones +-1).
 
     Returns:
-        The clip as a Python float.
+        The clip as a Python float (``per_channel``: a list of ``latent_channels`` floats).
 
     Example:
         >>> vae = build_vae("tiny-f8-d16")
@@ -436,9 +440,11 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
     images = _check_images(images)
     if images.shape[0] == 0:
         raise ShapeError("estimate_latent_clip: no images given")
-    z = torch.cat([encode_images(vae, images[i : i + batch_size]).float().flatten()
+    z = torch.cat([encode_images(vae, images[i : i + batch_size]).float()
                    for i in range(0, images.shape[0], batch_size)])
-    return clip_from_latents(z, q=q, step=step)
+    if per_channel:
+        return [clip_from_latents(z[:, c].flatten(), q=q, step=step) for c in range(z.shape[1])]
+    return clip_from_latents(z.flatten(), q=q, step=step)
 
 
 def clip_from_latents(z: torch.Tensor, *, q: float = 0.999, step: float = 0.5) -> float:
