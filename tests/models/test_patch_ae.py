@@ -197,3 +197,17 @@ def test_per_channel_clip_bounds_each_latent_channel():
         model.sample_latents(rgb=rgb, spikes=spikes, clip_x0=[1.0, 2.0])
     with pytest.raises(ValueError, match="16 positive per-channel bounds"):
         _tiny_cfg(sample_clip_x0=[1.0] * 15).validate()
+
+
+def test_whitened_fit_has_unit_variance_channels_and_the_same_reconstruction():
+    imgs = _smooth_images(8)
+    plain, white = build_vae("pca-f4-d16"), build_vae("pcaw-f4-d16")
+    fit_patch_autoencoder(plain, [imgs])
+    fit_patch_autoencoder(white, [imgs])
+    x = imgs * 2 - 1
+    with torch.no_grad():
+        zp, zw = plain.encode(x).latent_dist.mean, white.encode(x).latent_dist.mean
+        assert torch.allclose(white.decode(zw).sample, plain.decode(zp).sample, atol=1e-4)
+    std = zw.transpose(0, 1).flatten(1).std(dim=1)
+    assert torch.allclose(std, torch.ones(16), atol=0.02)
+    assert float(zp.transpose(0, 1).flatten(1).std(dim=1)[0]) > 5 * float(zp.transpose(0, 1).flatten(1).std(dim=1)[-1])

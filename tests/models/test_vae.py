@@ -30,7 +30,7 @@ def vae():
 
 
 def test_presets():
-    assert set(VAE_PRESETS) == {"kl-f8-d16", "tiny-f8-d16", "tiny-f4-d16", "small-f8-d16", "pca-f4-d16"}
+    assert set(VAE_PRESETS) == {"kl-f8-d16", "tiny-f8-d16", "tiny-f4-d16", "small-f8-d16", "pca-f4-d16", "pcaw-f4-d16"}
     f4 = build_vae("tiny-f4-d16")
     assert f4.config.latent_channels == 16 and vae_downsample_factor(f4) == 4
     assert not f4.config.mid_block_add_attention  # fully convolutional: tiles, linear memory

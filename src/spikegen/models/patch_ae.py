@@ -95,6 +95,9 @@ class PatchAutoencoder(nn.Module):
         latent_channels: numbers per block (at most ``in_channels * p * p``).
         scaling_factor, shift_factor: the latent scale, as in diffusers (SpikeGen works on
             ``(z - shift) * scale``).
+        whiten: how :func:`fit_patch_autoencoder` fits it: each component divided by its
+            standard deviation (every latent channel of unit variance; the same ceiling, but a
+            latent error is no longer the same pixel error).
 
     Shape:
         ``encode``: ``[B, C_in, H, W]`` in ``[-1, 1]`` with ``H, W`` multiples of ``p`` ->
@@ -102,7 +105,7 @@ class PatchAutoencoder(nn.Module):
     """
 
     def __init__(self, patch: int = 4, in_channels: int = 3, latent_channels: int = 16,
-                 scaling_factor: float = 1.0, shift_factor: float = 0.0) -> None:
+                 scaling_factor: float = 1.0, shift_factor: float = 0.0, whiten: bool = False) -> None:
         super().__init__()
         patch, in_channels, latent_channels = int(patch), int(in_channels), int(latent_channels)
         d = in_channels * patch * patch
@@ -112,7 +115,7 @@ class PatchAutoencoder(nn.Module):
         self.config = PatchAEConfig(_class_name=CLASS_NAME, patch=patch, in_channels=in_channels,
                                     out_channels=in_channels, latent_channels=latent_channels,
                                     downsample_factor=patch, scaling_factor=float(scaling_factor),
-                                    shift_factor=float(shift_factor))
+                                    shift_factor=float(shift_factor), whiten=bool(whiten))
         eye = torch.eye(d)[:, :latent_channels]  # until fitted: the first latent_channels block values
         self.enc_weight = nn.Parameter(eye.T.contiguous())  # [C, d]
         self.dec_weight = nn.Parameter(eye.clone())         # [d, C]
@@ -162,7 +165,8 @@ class PatchAutoencoder(nn.Module):
         try:
             cfg = json.loads((src / "config.json").read_text())
             ae = cls(patch=cfg["patch"], in_channels=cfg.get("in_channels", 3), latent_channels=cfg["latent_channels"],
-                     scaling_factor=cfg.get("scaling_factor", 1.0), shift_factor=cfg.get("shift_factor", 0.0) or 0.0)
+                     scaling_factor=cfg.get("scaling_factor", 1.0), shift_factor=cfg.get("shift_factor", 0.0) or 0.0,
+                     whiten=cfg.get("whiten", False))
             # float32 whatever the file holds (a float16 file is half the size of a few KB)
             ae.load_state_dict({k: v.float() for k, v in load_file(str(src / WEIGHTS_NAME)).items()})
         except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
@@ -181,8 +185,9 @@ def is_patch_autoencoder_folder(path: str | os.PathLike) -> bool:
 @torch.no_grad()
 def fit_patch_autoencoder(ae: PatchAutoencoder, images: Iterable[torch.Tensor]) -> float:
     """Set ``ae``'s maps to the PCA of the blocks of ``images`` (batches ``[B, C_in, H, W]``
-    in ``[0, 1]``, ``H, W`` cropped to multiples of ``patch``). Eigenvector signs are fixed
-    (largest entry positive), so the fit is deterministic.
+    in ``[0, 1]``, ``H, W`` cropped to multiples of ``patch``); with ``ae.config.whiten`` each
+    component is divided by its standard deviation (the decoder multiplies it back). Eigenvector
+    signs are fixed (largest entry positive), so the fit is deterministic.
 
     Returns:
         The share of the blocks' variance the kept components carry.
@@ -212,9 +217,10 @@ def fit_patch_autoencoder(ae: PatchAutoencoder, images: Iterable[torch.Tensor]) 
     v = vec[:, -c:].flip(1)  # [d, C], largest variance first
     sign = torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
     v = v * sign
+    std = ev.flip(0)[:c].clamp_min(1e-12).sqrt() if ae.config.get("whiten") else torch.ones(c, dtype=v.dtype)
     dev, dt = ae.mean.device, ae.mean.dtype
     ae.mean.copy_(mu.to(dev, dt))
-    ae.enc_weight.copy_(v.T.to(dev, dt))
-    ae.dec_weight.copy_(v.to(dev, dt))
+    ae.enc_weight.copy_((v / std).T.to(dev, dt))
+    ae.dec_weight.copy_((v * std).to(dev, dt))
     total = float(ev.clamp_min(0).sum())
     return float(ev.flip(0)[:c].clamp_min(0).sum()) / total if total > 0 else 1.0

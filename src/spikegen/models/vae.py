@@ -99,6 +99,8 @@ VAE_PRESETS: dict[str, dict] = {
     # The same 3x compression as tiny-f4-d16 with a far higher encode -> decode ceiling;
     # `spikegen train vae` fits it in seconds (configs/pca_vae_f4.yaml).
     "pca-f4-d16": dict(kind="patch", patch=4, latent_channels=16),
+    # the same, every component scaled to unit variance (a candidate latent for diffusion)
+    "pcaw-f4-d16": dict(kind="patch", patch=4, latent_channels=16, whiten=True),
 }
 
 
