@@ -10,8 +10,8 @@ eigenvectors of the covariance of training blocks (:func:`fit_patch_autoencoder`
 ``p = 4`` and 16 channels (the ``pca-f4-d16`` preset) this is the same 3x compression as the
 ``tiny-f4-d16`` convolutional VAE, but its encode -> decode PSNR is far higher: the optimal
 linear code of a 48-value block keeps 99.9 % of its energy in 16 numbers, while a 0.7 M
-parameter network trained for a CPU-hour does not come close (docs/model.md). Because ``V`` is
-orthonormal, a latent error is the same pixel error (Parseval), so SpikeGen's latent loss is a
+parameter network trained for two CPU-hours does not come close (docs/model.md). Because ``V`` is
+orthonormal, a latent error is the same pixel error up to a constant (Parseval), so SpikeGen's latent loss is a
 pixel loss over each token's block; the latent is a frequency-ordered block transform, the
 "patch pixel" latent of pixel-space diffusion models.
 

@@ -11,6 +11,8 @@ official release uses the architecture of ``ostris/vae-kl-f8-d16``). This module
 * keeps the **latent scale** in the VAE's own config (``scaling_factor``, plus the optional
   ``shift_factor``), computed for *this* VAE by :func:`estimate_latent_scale` (1 / std of the
   latents over a set of images) -- never a constant borrowed from another VAE;
+* also builds and loads the linear PCA patch autoencoder (``"pca-f4-d16"``,
+  :class:`spikegen.models.patch_ae.PatchAutoencoder`), which speaks the same interface;
 * encodes and decodes images of any size (:func:`encode_images`, :func:`decode_latents`):
   ``H`` and ``W`` are padded up to a multiple of 8 (reflect padding) and the output is
   cropped back, so the PKU camera's 250x400 frames work as they are.
@@ -429,7 +431,7 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
         step: round up to a multiple of this (> 0).
         per_channel: the rule on each latent channel alone (one bound per channel), for a
             latent whose channels differ in range (the PCA patch autoencoder's first component
-            spans +-9, its last ones +-1).
+            spans about +-10, its last ones +-1).
 
     Returns:
         The clip as a Python float (``per_channel``: a list of ``latent_channels`` floats).

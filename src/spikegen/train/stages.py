@@ -37,8 +37,8 @@ from spikegen.degrade import color_fade, rgb_to_gray
 from spikegen.errors import CheckpointError, SpikeGenError
 from spikegen.models import SpikeGen, SpikeGenConfig
 from spikegen.models.config import TOKEN_STRIDE
-from spikegen.models.patch_ae import PatchAutoencoder, fit_patch_autoencoder
 from spikegen.models.masking import sample_gamma
+from spikegen.models.patch_ae import PatchAutoencoder, fit_patch_autoencoder
 from spikegen.models.vae import (
     build_vae,
     decode_latents,
@@ -109,7 +109,7 @@ ENCODER_PARAMS = ("encoder.", "quant_conv.", "enc_weight", "mean")
 
 
 class VaeTrainModule(nn.Module):
-    """Reconstruction training of an ``AutoencoderKL`` on clean images."""
+    """Reconstruction training of an ``AutoencoderKL`` (or a ``PatchAutoencoder``) on clean images."""
 
     def __init__(self, vae: nn.Module, *, kl_weight: float = 1e-6, lpips_weight: float = 0.0):
         super().__init__()
