@@ -72,8 +72,7 @@ def main() -> None:
         clip = clip_from_latents(z)  # estimate_latent_clip's rule, on the latents encoded once
         print(f"| {path} | {float(z.std()):.3f} | {qs[0]:.2f} | {qs[1]:.2f} | {qs[2]:.2f} | {float(z.abs().max()):.2f} | {clip:g} |")
         if args.per_channel:
-            per = [clip_from_latents(zc[:, c].flatten()) for c in range(zc.shape[1])]
-            print(f"  per channel (sample_clip_x0 as a list): {per}")
+            print(f"  per channel (sample_clip_x0 as a list): {clip_from_latents(zc, per_channel=True)}")
 
 
 if __name__ == "__main__":

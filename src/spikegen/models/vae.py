@@ -170,8 +170,6 @@ def load_vae(
     Example:
         >>> vae = load_vae("checkpoints/vae")     # doctest: +SKIP
     """
-    from diffusers import AutoencoderKL
-
     src = Path(path_or_id).expanduser()
     where = src / subfolder if subfolder else src
     local = src.exists()
@@ -192,6 +190,8 @@ def load_vae(
         looks_like_id = s.count("/") == 1 and not s.startswith((".", "/", "~")) and "\\" not in s
         if not looks_like_id:
             raise CheckpointError(f"{path_or_id}: no such VAE folder (and not a hub id 'owner/name')")
+    from diffusers import AutoencoderKL
+
     try:
         kwargs = dict(subfolder=subfolder) if subfolder else {}
         if local:
@@ -446,16 +446,18 @@ def estimate_latent_clip(vae, images: torch.Tensor, *, q: float = 0.999, step: f
         raise ShapeError("estimate_latent_clip: no images given")
     z = torch.cat([encode_images(vae, images[i : i + batch_size]).float()
                    for i in range(0, images.shape[0], batch_size)])
-    if per_channel:
-        return [clip_from_latents(z[:, c].flatten(), q=q, step=step) for c in range(z.shape[1])]
-    return clip_from_latents(z.flatten(), q=q, step=step)
+    return clip_from_latents(z, q=q, step=step, per_channel=per_channel)
 
 
-def clip_from_latents(z: torch.Tensor, *, q: float = 0.999, step: float = 0.5) -> float:
+def clip_from_latents(z: torch.Tensor, *, q: float = 0.999, step: float = 0.5,
+                      per_channel: bool = False) -> float | list[float]:
     """The rule of :func:`estimate_latent_clip` on scaled latents already encoded: the
-    ``q``-quantile of ``|z|`` rounded up to a multiple of ``step``."""
+    ``q``-quantile of ``|z|`` rounded up to a multiple of ``step`` (``per_channel``: of each
+    channel ``z[:, c]`` of ``[N, C, ...]`` latents, one bound per channel)."""
     if not (0.0 < q <= 1.0) or not step > 0:
         raise ValueError(f"estimate_latent_clip: need 0 < q <= 1 and step > 0, got q={q}, step={step}")
+    if per_channel:
+        return [clip_from_latents(z[:, c], q=q, step=step) for c in range(z.shape[1])]
     return math.ceil(abs_quantile(z, q) / step) * step
 
 

@@ -215,8 +215,9 @@ class SpikeGenTrainModule(nn.Module):
 class Stage:
     """Base stage: data building and collation shared by all stages."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, *, resuming: bool = False):
         self.cfg = cfg
+        self.resuming = resuming  # the weights will come from a checkpoint: skip initial fits
 
     def build_dataset(self) -> torch.utils.data.Dataset:
         return build_dataset(self.cfg["data"], int(self.cfg.get("seed", 0)))
@@ -243,7 +244,7 @@ class VaeStage(Stage):
             vae = build_vae(src)
         except (KeyError, ValueError, SpikeGenError):
             vae = load_vae(src)
-        if isinstance(vae, PatchAutoencoder) and not m.get("init"):
+        if isinstance(vae, PatchAutoencoder) and not m.get("init") and not self.resuming:
             self._fit_pca(vae)
         vae.train()
         for name, p in vae.named_parameters():
@@ -255,8 +256,8 @@ class VaeStage(Stage):
 
     def _fit_pca(self, vae: PatchAutoencoder) -> None:
         """Start a patch autoencoder at the PCA of ``train.fit_images`` training crops (default
-        2048, over as many epochs of the dataset as that takes; the same crops on every run and
-        resume)."""
+        2048, over as many epochs of the dataset as that takes). Not on resume or export: the
+        checkpoint holds the weights."""
         ds = self.build_dataset()
         n, per_epoch = int(self.cfg["train"].get("fit_images", 2048)), len(ds)
 
@@ -347,5 +348,5 @@ class SpikeGenStage(Stage):
         module.model.save_pretrained(out, overwrite=True)
 
 
-def build_stage(cfg: dict) -> Stage:
-    return VaeStage(cfg) if cfg["stage"] == "vae" else SpikeGenStage(cfg)
+def build_stage(cfg: dict, *, resuming: bool = False) -> Stage:
+    return (VaeStage if cfg["stage"] == "vae" else SpikeGenStage)(cfg, resuming=resuming)

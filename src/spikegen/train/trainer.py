@@ -180,7 +180,7 @@ class Trainer:
 
         seed = int(cfg.get("seed", 0))
         torch.manual_seed(seed)  # identical initial weights on every rank
-        self.stage = build_stage(cfg)
+        self.stage = build_stage(cfg, resuming=bool(resume))
         model = self.stage.build_model()
         self.dataset = self.stage.build_dataset()
         opt = torch.optim.AdamW(param_groups(model, tc["weight_decay"]), lr=tc["lr"], betas=tuple(tc["betas"]))
