@@ -39,6 +39,9 @@ def main() -> None:
     ap.add_argument("--tfp-scale", type=float, default=None,
                     help="tfp_scale to store (firing rate -> intensity of the TFP pseudo-frame; the shipped sets: "
                          "1.6667, for streams made at gain 0.6); default: the export's")
+    ap.add_argument("--tfp-window", type=int, default=None,
+                    help="tfp_window to store (frames of the reconstruction pseudo-frame; tiny-pca/reconstruct: 21); "
+                         "default: the export's")
     ap.add_argument("--clip-x0", type=float, required=True,
                     help="sample_clip_x0 to store (scripts/latent_clip.py VAE prints the rule's value)")
     args = ap.parse_args()
@@ -51,6 +54,8 @@ def main() -> None:
     cfg.update(vae="../vae", spike_frames=args.spike_frames, sample_temperature=0.0, sample_clip_x0=args.clip_x0)
     if args.tfp_scale is not None:
         cfg.update(tfp_scale=args.tfp_scale)
+    if args.tfp_window is not None:
+        cfg.update(tfp_window=args.tfp_window)
     (args.dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if args.fp16:
         from safetensors.torch import load_file, save_file

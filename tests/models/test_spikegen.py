@@ -420,3 +420,13 @@ def test_saved_weights_are_readable_by_others(model, tmp_path):
         os.umask(mask)
     for f in (tmp_path / "w").rglob("*.safetensors"):
         assert f.stat().st_mode & stat.S_IROTH, f
+
+
+def test_tfp_window_is_a_non_negative_frame_count():
+    from spikegen.models import SpikeGenConfig
+
+    assert SpikeGenConfig.preset("tiny").tfp_window == 0  # 0: the caller's window
+    SpikeGenConfig.preset("tiny", tfp_window=21).validate()
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="tfp_window"):
+            SpikeGenConfig.preset("tiny", tfp_window=bad).validate()

@@ -185,14 +185,15 @@ def test_eval_reconstruct_rate_scale_and_window(tmp_path):
     assert abs(float(img.mean()) - 0.5) < 0.03  # rate 0.5 x 1.0 (10 or 11 of 21 frames)
 
 
-def test_eval_reconstruct_spikegen_gets_the_tfp_row_and_the_centred_frames(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tfp_window", [0, 21])
+def test_eval_reconstruct_spikegen_gets_the_tfp_row_and_the_centred_frames(tmp_path, monkeypatch, tfp_window):
     import spikegen.tasks.reconstruct
     from types import SimpleNamespace
 
     calls = []
 
     class Fake:
-        config = SimpleNamespace(sample_steps=1)
+        config = SimpleNamespace(sample_steps=1, tfp_window=tfp_window)
         device = torch.device("cpu")
 
         def sample(self, rgb=None, spikes=None, gamma=0.5, steps=None, generator=None, tfp_rgb=None, **kw):
@@ -209,9 +210,10 @@ def test_eval_reconstruct_spikegen_gets_the_tfp_row_and_the_centred_frames(tmp_p
     write_dat(root / "spike" / "x_key_id31.dat", s)
     save_image(root / "gt" / "x_key_id31.png", torch.ones(1, 32, 32))
     res = evaluate_reconstruct(root, tmp_path / "e", methods="spikegen", spikegen_frames=16, weights=tmp_path,
-                               progress=False)
-    # the RGB branch gets exactly the TFP row's image: the 61-frame mean x rate_scale (1/0.6)
-    tfp_row = round(16 / 61 / 0.6, 4)
+                               rate_scale=0.5, progress=False)
+    # the RGB branch gets the TFP row's image (the 61-frame mean x rate_scale), or the TFP of the
+    # centred 21 frames (all 16 spikes inside) for weights that name tfp_window 21
+    tfp_row = round(16 / (tfp_window or 61) * 0.5, 4)
     assert calls == [{"rgb": ((1, 3, 32, 32), tfp_row, tfp_row), "shape": (1, 16, 32, 32), "gamma": 0.5,
                       "tfp_rgb": None, "first": 1, "last": 1}]
     assert math.isinf(res["per_image"][0]["psnr"])  # the fake's output is all ones, like the GT

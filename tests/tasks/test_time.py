@@ -162,3 +162,38 @@ def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir,
     scale = SpikeGen.from_pretrained(tiny_dir).config.tfp_scale
     want = tfp(torch.from_numpy(spikes[lo:lo + 41]), 41, centers=[20], scale=scale)[0].clamp(0, 1)
     assert torch.allclose(seen["rgb"][0, 0], want) and torch.equal(seen["rgb"][0, 0], seen["rgb"][0, 2])
+
+
+def test_reconstruct_spikegen_uses_the_weights_tfp_window_unless_told(tmp_path, tiny_dir, monkeypatch):
+    """Weights that name ``tfp_window`` get the TFP of that many centred frames by default;
+    ``window=`` still overrides it."""
+    import json
+    import shutil
+
+    from spikegen.models import SpikeGen
+    from spikegen.spikes.reconstruct import tfp
+    from spikegen.tasks.reconstruct import reconstruct_file
+
+    w = tmp_path / "w"
+    shutil.copytree(tiny_dir, w)
+    cfg = json.loads((w / "config.json").read_text())
+    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21}))
+    rng = np.random.default_rng(1)
+    spikes = (rng.random((60, 16, 16)) < 0.3).astype(np.uint8)
+    f = save_spikes(tmp_path / "s.npz", spikes)
+    seen = []
+    real = SpikeGen.sample
+
+    def spy(self, rgb=None, spikes=None, **kw):
+        seen.append(rgb)
+        return real(self, rgb=rgb, spikes=spikes, **kw)
+
+    monkeypatch.setattr(SpikeGen, "sample", spy)
+    scale = SpikeGen.from_pretrained(w).config.tfp_scale
+    for i, (window, lo) in enumerate([(None, 20), (41, 10)]):
+        reconstruct_file(f, tmp_path / f"o{i}.png", method="spikegen", window=window, frame=30, weights=w, steps=2,
+                         progress=False)
+        n = 21 if window is None else window
+        want = tfp(torch.from_numpy(spikes[lo:lo + n]), n, centers=[30 - lo], scale=scale)[0].clamp(0, 1)
+        assert torch.allclose(seen[i][0, 0], want)
+    assert not torch.allclose(seen[0], seen[1])

@@ -81,6 +81,9 @@ class SpikeGenConfig:
     # "TFP & Spike": use the mean spike rate over the window (x tfp_scale) as the RGB input
     tfp_rgb: bool = False
     tfp_scale: float = 1.0
+    # reconstruction: frames the TFP pseudo-frame averages, centred on the output frame
+    # (0 = the caller's window; the reconstruction weights name the window they were tuned to)
+    tfp_window: int = 0
     # masked (MAR) training for K-step generation: mask ratio ~ truncnorm on [mask_ratio_min, 1]
     # (centre 1, std 0.25). 1.0 = always all tokens masked = one-step model (the paper's).
     mask_ratio_min: float = 1.0
@@ -186,6 +189,8 @@ class SpikeGenConfig:
             raise ValueError(f"spike_frames must be None or an integer >= 1, got {self.spike_frames!r}")
         if self.gamma_std <= 0:
             raise ValueError(f"gamma_std must be > 0, got {self.gamma_std}")
+        if not isinstance(self.tfp_window, int) or self.tfp_window < 0:
+            raise ValueError(f"tfp_window must be an integer >= 0 (0: the caller's window), got {self.tfp_window!r}")
         c = self.sample_clip_x0
         if isinstance(c, (list, tuple)) and (len(c) != self.latent_channels or not all(float(v) > 0 for v in c)):
             raise ValueError(f"sample_clip_x0: a list needs {self.latent_channels} positive per-channel bounds, got {list(c)}")

@@ -102,6 +102,13 @@ def expected_spike_frames(model: Any) -> int | None:
     return None
 
 
+def pseudo_window(model: Any, window: int) -> int:
+    """Frames of SpikeGen's TFP pseudo-frame for a caller's ``window``: the model's
+    ``config.tfp_window`` when it names one (at most ``window``), else ``window``."""
+    v = getattr(getattr(model, "config", None), "tfp_window", 0)
+    return min(int(v), int(window)) if isinstance(v, int) and v > 0 else int(window)
+
+
 def select_frames(num_frames: int, n: int | None, *, lo: int = 0, hi: int | None = None) -> tuple[int, int]:
     """``(start, stop)`` of ``n`` frames centred on the window ``[lo, hi)`` of a ``num_frames`` stream.
 

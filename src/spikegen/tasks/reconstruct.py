@@ -94,7 +94,7 @@ def _cfa_pattern(cfa: str | None, src, method: str) -> str | None:
     return p
 
 
-def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, method: str = "tfp", window: int = 41,
+def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, method: str = "tfp", window: int | None = None,
                      frame: int | None = None, all_frames: bool = False, stride: int = 1, v_th: float = 1.0,
                      scale: float | None = None, fps: float = 30.0, weights: str | os.PathLike | None = None,
                      gamma: float = 0.5, steps: int = 25, overwrite: bool = False, progress: bool = True,
@@ -110,7 +110,9 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             window's TFP, x ``scale``, stands in for the RGB input and the model's centre spike
             frames (8 for tiny) are its spike input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
-        window: TFP window / TFI search range (2 x half) / SpikeGen's TFP window.
+        window: TFP window / TFI search range (2 x half) / SpikeGen's TFP window (default 41;
+            for ``spikegen`` the model's ``tfp_window`` when its config names one: 21 for the
+            shipped reconstruction weights).
         scale: TFP intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
             1 / 0.6 for the tiny weights: a white pixel firing at 0.6).
         start, end: use only frames ``start .. end - 1``: frame indices or times with units
@@ -128,6 +130,10 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     """
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
+    if window is None:  # SpikeGen: the window its weights were tuned to, if they name one
+        tuned = getattr(getattr(model, "config", None), "tfp_window", 0) or 0
+        window = int(tuned) if tuned > 0 else 41
     if window < 1 or stride < 1:
         raise SpikeGenError(f"--window and --stride must be >= 1 (got {window}, {stride})")
 
@@ -149,7 +155,6 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
     sg_scale = scale  # SpikeGen's pseudo-frame: default the model's tfp_scale
     scale = 1.0 if scale is None else float(scale)
-    model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
 
     if not all_frames:
         c = n // 2 if frame is None else int(frame) - a

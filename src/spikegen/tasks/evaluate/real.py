@@ -16,6 +16,7 @@ from spikegen.image import stretch
 from spikegen.metrics import brisque, niqe
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.tasks.deblur import pseudo_window
 from spikegen.tasks.evaluate.methods import load_model, parse_methods
 from spikegen.tasks.evaluate.reconstruct import recon_label, tfp_and_spike_gray
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
@@ -45,7 +46,8 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
             image is divided by its 99.5th percentile (a real capture's gain is unknown).
             SpikeGen's output is used as it is.
         limit: the first ``limit`` files (sorted).
-        spikegen_frames: as :func:`evaluate_reconstruct`.
+        spikegen_frames: as :func:`evaluate_reconstruct`; SpikeGen's pseudo-frame is the TFP of
+            the model's ``tfp_window`` centred frames when its config names one (else the window's).
         height, width: frame size of ``.dat`` files (default 250x400).
 
     Returns:
@@ -95,7 +97,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     x = tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None]
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
-                    x = tfp(spikes, w, centers=[cc], scale=1.0)[0][None]
+                    x = tfp(spikes, pseudo_window(model, w), centers=[cc], scale=1.0)[0][None]
                     pseudo = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
                     preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
                     continue
@@ -126,6 +128,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                                    else f"TFP/TFI x {rate_scale:g}") + "; SpikeGen output as it is",
                      "tfi": f"V_th 1, +-{max(int(window) // 2, 1)} frames",
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
+                     "spikegen_tfp_window": pseudo_window(model, int(window)) if model is not None else None,
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
         "methods": [m.name for m in ms], "skipped": skipped,
         "weights": str(weights) if weights is not None else ("shipped" if model is not None else None),

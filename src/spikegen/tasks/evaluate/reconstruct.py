@@ -15,7 +15,7 @@ from spikegen.data.common import sample_seed
 from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.spikes.reconstruct import tfi, tfp
-from spikegen.tasks.deblur import expected_spike_frames, select_frames
+from spikegen.tasks.deblur import expected_spike_frames, pseudo_window, select_frames
 from spikegen.tasks.evaluate.methods import Method, load_model, parse_methods
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
                                              safe_name, save_png, stderr_warn, summarise, write_outputs)
@@ -39,8 +39,9 @@ def tfp_and_spike_gray(model, spikes: torch.Tensor, gamma: float, steps: int | N
     """SpikeGen "TFP & Spike" on ``[T,H,W]`` spikes -> gray ``[1,H,W]`` on the CPU.
 
     ``pseudo`` (``[1,H,W]`` in [0, 1]): the pseudo-frame for the RGB branch — the evaluations
-    pass the TFP row's own image (its window and its intensity scale), so SpikeGen starts from
-    exactly what the TFP row shows; ``None``: the model's ``tfp_rgb`` over its own frames."""
+    pass the TFP at the row's intensity scale, over the model's ``tfp_window`` when its config
+    names one (the reconstruction weights: 21), else over the row's window; ``None``: the
+    model's ``tfp_rgb`` over its own frames."""
     s = _model_frames(model, spikes, frames)
     if pseudo is None:
         out = model.sample(rgb=None, spikes=s[None].to(model.device), gamma=gamma, steps=steps, generator=gen, tfp_rgb=True)
@@ -62,7 +63,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         data: the dataset folder (``spike/`` and ``gt/`` inside; ``*_key_idN`` names the GT frame,
             counted from 1; without it the middle frame).
         window: spike frames centred on the GT frame (61); TFP averages all of them, TFI searches
-            ``window // 2`` frames on each side, SpikeGen takes them (or the model's expected count).
+            ``window // 2`` frames on each side, SpikeGen takes them (or the model's expected count)
+            and the TFP of its ``tfp_window`` centred ones (if its config names one) as pseudo-frame.
         rate_scale: firing rate -> intensity factor for TFP and TFI (1/0.6 for these files).
         size: optional centre crop (default: the full frame).
         methods: default ``tfp,tfi,spikegen`` ("TFP & Spike", g = 0.5).
@@ -100,6 +102,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
     rows: list[dict[str, Any]] = []
     figs: list[tuple[str, list[list[tuple[str, str]]]]] = []
     w = int(window)
+    pw = pseudo_window(model, w) if model is not None else w
     bar = progress_bar(n, "eval reconstruct", progress)
     for i in range(n):
         s = ds[i]
@@ -115,7 +118,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
                                  * rate_scale).clamp(0, 1)
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
-                pseudo = tfp(spikes, w, centers=[c], scale=rate_scale)[0][None]
+                pseudo = tfp(spikes, pw, centers=[c], scale=rate_scale)[0][None]
                 preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
             rows.append({"image": name, "method": m.name, **reconstruct_scores(preds[m.name], gt)})
         if i < report_images:
@@ -137,7 +140,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         "protocol": {"layout": "spike/*.dat + gt/*.png (Spk2ImgNet); GT frame from *_key_idN (1-based), else the middle",
                      "window": w, "rate_scale": float(rate_scale), "crop": size or "none (full frame)",
                      "tfp": f"mean of the {w} frames x rate_scale", "tfi": f"TFI (V_th 1, +-{max(w // 2, 1)} frames) x rate_scale",
-                     "spikegen": "TFP & Spike: model.sample(rgb=the TFP row's image, spikes=centre frames of the window, gamma=G), gray",
+                     "spikegen": f"TFP & Spike: model.sample(rgb=the TFP of the centre {pw} frames x rate_scale, spikes=centre frames of the window, gamma=G), gray",
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
         "methods": [m.name for m in ms], "skipped": skipped,
