@@ -211,3 +211,34 @@ def test_whitened_fit_has_unit_variance_channels_and_the_same_reconstruction():
     std = zw.transpose(0, 1).flatten(1).std(dim=1)
     assert torch.allclose(std, torch.ones(16), atol=0.02)
     assert float(zp.transpose(0, 1).flatten(1).std(dim=1)[0]) > 5 * float(zp.transpose(0, 1).flatten(1).std(dim=1)[-1])
+
+
+def test_residual_model_generates_the_change_from_its_rgb_input(monkeypatch):
+    # config.residual: the head is trained on target - input latent where the RGB branch is
+    # used (g < 1) and on the target itself at g = 1; sampling adds the input latent back, so a
+    # head that generates nothing returns the input (through the PCA round trip) at g < 1
+    torch.manual_seed(0)
+    model = SpikeGen(_tiny_cfg(residual=True), vae=_fitted())
+    rgb, spikes = torch.rand(2, 3, 32, 48), (torch.rand(2, 8, 32, 48) < 0.3).float()
+    seen = {}
+    real_loss = model.head.loss
+
+    def spy(target, z, *a, **kw):
+        seen["target"] = target.detach().clone()
+        return real_loss(target, z, *a, **kw)
+
+    monkeypatch.setattr(model.head, "loss", spy)
+    out = model(rgb=rgb, spikes=spikes, target=rgb, gamma=torch.tensor([0.0, 1.0]), return_latents=True)
+    t = seen["target"].reshape(2, -1, seen["target"].shape[-1])
+    assert float(t[0].abs().max()) < 1e-5  # g = 0, target = input: nothing to generate
+    assert float(t[1].abs().max()) > 0.1  # g = 1: the RGB branch is unused, the whole latent
+    assert torch.allclose(out["target_latent"][0], model.encode_images(rgb[:1])[0], atol=1e-5)
+    model.eval()
+    monkeypatch.setattr(model.head, "sample", lambda z, **kw: torch.zeros(z.shape[0], model.config.token_channels))
+    a = model.sample(rgb=rgb, spikes=spikes, gamma=0.5)
+    assert torch.allclose(a, model.decode_latents(model.encode_images(rgb), (32, 48)), atol=1e-5)
+    plain = SpikeGen(_tiny_cfg(), vae=model.vae).eval()
+    monkeypatch.setattr(plain.head, "sample", lambda z, **kw: torch.zeros(z.shape[0], plain.config.token_channels))
+    assert not torch.allclose(plain.sample(rgb=rgb, spikes=spikes, gamma=0.5), a, atol=1e-2)
+    only_spikes = model.sample(rgb=rgb, spikes=spikes, gamma=1.0)  # no RGB branch: nothing added
+    assert torch.allclose(only_spikes, plain.sample(rgb=rgb, spikes=spikes, gamma=1.0), atol=1e-6)

@@ -81,6 +81,9 @@ class SpikeGenConfig:
     # "TFP & Spike": use the mean spike rate over the window (x tfp_scale) as the RGB input
     tfp_rgb: bool = False
     tfp_scale: float = 1.0
+    # residual generation: the head models the target latent minus the RGB input's latent (where
+    # the RGB branch is used, g < 1), so "change nothing" is its zero; docs/model.md
+    residual: bool = False
     # reconstruction: frames the TFP pseudo-frame averages, centred on the output frame
     # (0 = the caller's window; the reconstruction weights name the window they were tuned to)
     tfp_window: int = 0

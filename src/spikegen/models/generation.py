@@ -166,7 +166,7 @@ class SamplingMixin:
                 "ar_steps > 1 needs a model trained for masked generation (config.mask_ratio_min < 1); "
                 "this model generates all tokens in one step (ar_steps=1)"
             )
-        enc, grid, (h, w) = self.encode_inputs(rgb, spikes, gamma, tfp_rgb=tfp_rgb)
+        enc, grid, (h, w), base = self._encode_inputs(rgb, spikes, gamma, tfp_rgb=tfp_rgb)
         b, s = enc.shape[0], int(num_samples)
         n, c = enc.shape[1], self.config.token_channels
         clip = _token_clip(self.config.sample_clip_x0 if clip_x0 is None else clip_x0, self.config.latent_channels,
@@ -178,6 +178,8 @@ class SamplingMixin:
             tokens = self.head.sample(z.reshape(-1, z.shape[-1]), **hs).reshape(b * s, n, c)
         else:
             tokens = sample_masked(self, enc.repeat_interleave(s, dim=0), grid, min(int(ar_steps), n), generator, hs)
+        if base is not None:  # residual generation: input latent + the generated change
+            tokens = tokens + (base.repeat_interleave(s, dim=0) if s > 1 else base).to(tokens.dtype)
         return self.unpatchify(tokens, grid), (h, w)
 
     @torch.inference_mode()

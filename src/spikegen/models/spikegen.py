@@ -230,19 +230,24 @@ class SpikeGen(SamplingMixin, nn.Module):
             return sample_gamma(b, mean=self.config.gamma_mean, std=self.config.gamma_std, generator=generator, device=dev)
         return check_gamma(gamma, b, dev)
 
-    def _condition(self, rgb, spikes, g: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Mixed modality tokens ``[B, N, D]`` (before the embedding LayerNorm) and the grid."""
+    def _condition(self, rgb, spikes, g: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int], torch.Tensor | None]:
+        """Mixed modality tokens ``[B, N, D]`` (before the embedding LayerNorm), the grid and
+        the residual base ``[B, N, C*p*p]`` (``config.residual``: the RGB input's latent tokens
+        where ``g < 1``, zero where ``g == 1``; ``None`` otherwise or without an RGB input)."""
         dt = self.dtype
         grad_mode = self.training and torch.is_grad_enabled()
         use_rgb = rgb is not None and (grad_mode or bool((g < 1).any()))
         use_spk = spikes is not None and (grad_mode or bool((g > 0).any()))
         gw = g.to(dt)[:, None, None]
-        tokens, grid = None, None
+        tokens, grid, base = None, None, None
         if use_rgb:
             with torch.no_grad():
                 lat = self.encode_images(rgb)
             grid = (lat.shape[-2] // self.config.patch_size, lat.shape[-1] // self.config.patch_size)
-            tokens = (1 - gw) * self.proj_rgb(self.patchify(lat).to(dt))
+            lat_tokens = self.patchify(lat).to(dt)
+            tokens = (1 - gw) * self.proj_rgb(lat_tokens)
+            if self.config.residual:
+                base = lat_tokens * (gw < 1).to(dt)
         if use_spk:
             feat = self.s3(spikes)
             grid = tuple(feat.shape[-2:])
@@ -253,7 +258,7 @@ class SpikeGen(SamplingMixin, nn.Module):
             for used, mods in ((use_rgb, (self.proj_rgb,)), (use_spk, (self.s3, self.proj_s3))):
                 if not used:
                     tokens = tokens + 0.0 * sum(p.sum() for m in mods for p in m.parameters())
-        return tokens, grid
+        return tokens, grid, base
 
     def _decoder_input(self, enc: torch.Tensor, mask: torch.Tensor | None, known: torch.Tensor | None) -> torch.Tensor:
         x = self.decoder_embed(enc)
@@ -287,10 +292,15 @@ class SpikeGen(SamplingMixin, nn.Module):
             >>> tuple(enc.shape), grid, size
             ((1, 20, 128), (4, 5), (32, 40))
         """
+        enc, grid, size, _ = self._encode_inputs(rgb, spikes, gamma, tfp_rgb=tfp_rgb)
+        return enc, grid, size
+
+    def _encode_inputs(self, rgb, spikes, gamma, *, tfp_rgb=None):
+        """:meth:`encode_inputs` plus the residual base (see :meth:`_condition`)."""
         rgb, spikes, _, b, h, w = self._inputs(rgb, spikes, tfp_rgb)
         g = self._gamma(0.5 if gamma is None else gamma, b, rgb is not None, spikes is not None, None)
-        cond, grid = self._condition(rgb, spikes, g)
-        return self.encoder(self.embed_norm(cond), grid), grid, (h, w)
+        cond, grid, base = self._condition(rgb, spikes, g)
+        return self.encoder(self.embed_norm(cond), grid), grid, (h, w), base
 
     def decode_tokens(
         self,
@@ -354,10 +364,12 @@ class SpikeGen(SamplingMixin, nn.Module):
             tgt_lat = self.encode_images(faded, sample=self.config.target_sample_posterior, generator=generator)
         tgt_lat = tgt_lat.to(self.dtype)
         tgt = self.patchify(tgt_lat)  # [B,N,C*p*p]
-        cond, grid = self._condition(rgb, spikes, g)
+        cond, grid, base = self._condition(rgb, spikes, g)
         n = tgt.shape[1]
         if cond.shape[1] != n:
             raise ShapeError(f"token grids differ: inputs give {grid}, target {tuple(tgt_lat.shape[-2:])}")
+        if base is not None:  # residual generation: the head models target - input
+            tgt = tgt - base
         enc = self.encoder(self.embed_norm(cond), grid)
 
         mask = None
@@ -379,7 +391,8 @@ class SpikeGen(SamplingMixin, nn.Module):
         loss, x0 = out if return_latents else (out, None)
         losses = {"loss": loss, "diffusion": loss.detach()}
         if return_latents:
-            losses["pred_latent"] = self.unpatchify(x0.reshape(b, n, -1), grid)
+            x0 = x0.reshape(b, n, -1)
+            losses["pred_latent"] = self.unpatchify(x0 if base is None else x0 + base, grid)
             losses["target_latent"] = tgt_lat
             losses["gamma"] = g
         return losses

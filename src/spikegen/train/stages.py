@@ -14,6 +14,8 @@ no unused-parameter search.
 
 from __future__ import annotations
 
+import dataclasses
+
 import difflib
 import inspect
 import math
@@ -293,6 +295,15 @@ class VaeStage(Stage):
         share_files(out)  # safetensors writes 0600 files
 
 
+#: SpikeGenConfig fields ``model.overrides`` may change on top of ``model.init``: the ones that
+#: leave every parameter's shape alone (how training and sampling use the network).
+INIT_OVERRIDABLE = frozenset({
+    "residual", "tfp_window", "tfp_scale", "tfp_rgb", "gamma_mean", "gamma_std", "spike_frames",
+    "target_sample_posterior", "attn_dropout", "proj_dropout", "grad_checkpointing", "diffusion_batch_mul",
+    "sample_steps", "sampler", "sample_clip_x0", "sample_temperature",
+})
+
+
 class SpikeGenStage(Stage):
     def build_model(self) -> nn.Module:
         m, losses = self.cfg["model"], self.cfg["train"].get("losses", {})
@@ -301,6 +312,17 @@ class SpikeGenStage(Stage):
             raise SpikeGenError("finetune needs model.init: a pretrained SpikeGen folder")
         if init:
             model = SpikeGen.from_pretrained(init)
+            over = dict(m.get("overrides") or {})
+            shaped = sorted(k for k in over if k not in INIT_OVERRIDABLE)
+            if shaped:
+                raise SpikeGenError(f"model.overrides {', '.join(shaped)}: not with model.init (the weights fix "
+                                    f"the architecture); these can change: {', '.join(sorted(INIT_OVERRIDABLE))}")
+            if over:
+                try:
+                    model.config = dataclasses.replace(model.config, **over)
+                    model.config.validate()
+                except (TypeError, ValueError) as exc:
+                    raise SpikeGenError(f"model.overrides: {exc}") from None
         else:
             vae_src = m.get("vae")
             if not vae_src:
