@@ -70,3 +70,17 @@ def test_gamma_ends_trains_that_share_at_exactly_0_and_1(model):
     assert torch.isfinite(out["loss"])
     with pytest.raises(SpikeGenError, match="gamma_ends"):
         SpikeGenTrainModule(model, gamma_ends=2.0)
+
+
+def test_init_takes_behaviour_overrides_and_refuses_shape_ones(model, tmp_path):
+    from spikegen.train import load_config
+    from spikegen.train.stages import build_stage
+
+    model.save_pretrained(tmp_path / "w")
+    base = ["stage=finetune", f"model.init={tmp_path / 'w'}"]
+    m = build_stage(load_config(None, base + ["model.overrides={residual: true, tfp_window: 21}"])).build_model().model
+    assert m.config.residual and m.config.tfp_window == 21 and m.config.tfp_scale == 2.0  # the rest: the init's
+    with pytest.raises(SpikeGenError, match="head_width"):
+        build_stage(load_config(None, base + ["model.overrides={head_width: 64}"])).build_model()
+    with pytest.raises(SpikeGenError, match="tfp_window"):
+        build_stage(load_config(None, base + ["model.overrides={tfp_window: -3}"])).build_model()
