@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--tfp-window", type=int, default=None,
                     help="tfp_window to store (frames of the reconstruction pseudo-frame; tiny-pca/reconstruct: 21); "
                          "default: the export's")
+    ap.add_argument("--tfp-min-spikes", type=float, default=None,
+                    help="tfp_min_spikes to store (widen the pseudo-frame window until the mean pixel has fired this "
+                         "often; tiny-pca/reconstruct: 2); default: the export's")
     ap.add_argument("--clip-x0", type=float, required=True,
                     help="sample_clip_x0 to store (scripts/latent_clip.py VAE prints the rule's value)")
     args = ap.parse_args()
@@ -56,6 +59,8 @@ def main() -> None:
         cfg.update(tfp_scale=args.tfp_scale)
     if args.tfp_window is not None:
         cfg.update(tfp_window=args.tfp_window)
+    if args.tfp_min_spikes is not None:
+        cfg.update(tfp_min_spikes=args.tfp_min_spikes)
     (args.dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if args.fp16:
         from safetensors.torch import load_file, save_file

@@ -166,7 +166,7 @@ def reconstruct(
     file: Annotated[Path, typer.Argument(help="A spike file: .dat or .npz.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.png (one frame), OUT.mp4 or a folder of PNGs (with --all).")],
     method: Annotated[str, typer.Option(help="tfp, tfi or spikegen (TFP & Spike, needs weights).")] = "tfp",
-    window: Annotated[Optional[int], typer.Option(help="Window length in frames (TFP, TFI search range, SpikeGen's TFP input). [default: 41; spikegen: the weights' tfp_window if they name one]")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Window length in frames (TFP, TFI search range, the frames SpikeGen may use; weights that name a tfp_window average that many of them, more on sparse streams). [default: 41; spikegen weights with a tfp_window: 61]")] = None,
     frame: Annotated[Optional[int], typer.Option(help="Reconstruct the frame at this index (default: the middle frame).")] = None,
     all_frames: Annotated[bool, typer.Option("--all", help="Reconstruct every frame, streaming over the file.")] = False,
     stride: Annotated[int, typer.Option(help="With --all: one output frame every `stride` input frames.")] = 1,

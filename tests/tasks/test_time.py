@@ -164,9 +164,9 @@ def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir,
     assert torch.allclose(seen["rgb"][0, 0], want) and torch.equal(seen["rgb"][0, 0], seen["rgb"][0, 2])
 
 
-def test_reconstruct_spikegen_uses_the_weights_tfp_window_unless_told(tmp_path, tiny_dir, monkeypatch):
-    """Weights that name ``tfp_window`` get the TFP of that many centred frames by default;
-    ``window=`` still overrides it."""
+def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, monkeypatch):
+    """Weights that name ``tfp_window`` get the TFP of that many centred frames (out of 61 by
+    default), at most ``window``, and more on a sparse stream (``tfp_min_spikes``)."""
     import json
     import shutil
 
@@ -177,10 +177,13 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window_unless_told(tmp_path, 
     w = tmp_path / "w"
     shutil.copytree(tiny_dir, w)
     cfg = json.loads((w / "config.json").read_text())
-    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21}))
+    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21, "tfp_min_spikes": 2.0}))
     rng = np.random.default_rng(1)
-    spikes = (rng.random((60, 16, 16)) < 0.3).astype(np.uint8)
+    spikes = (rng.random((80, 16, 16)) < 0.3).astype(np.uint8)
+    spikes[:, :8] = 0  # half the frame dark: mean rate 0.15, 2 spikes need 14 frames
     f = save_spikes(tmp_path / "s.npz", spikes)
+    sparse = (rng.random((80, 16, 16)) < 0.05).astype(np.uint8)  # 2 spikes need about 40 frames
+    fs = save_spikes(tmp_path / "sparse.npz", sparse)
     seen = []
     real = SpikeGen.sample
 
@@ -190,10 +193,14 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window_unless_told(tmp_path, 
 
     monkeypatch.setattr(SpikeGen, "sample", spy)
     scale = SpikeGen.from_pretrained(w).config.tfp_scale
-    for i, (window, lo) in enumerate([(None, 20), (41, 10)]):
-        reconstruct_file(f, tmp_path / f"o{i}.png", method="spikegen", window=window, frame=30, weights=w, steps=2,
-                         progress=False)
-        n = 21 if window is None else window
-        want = tfp(torch.from_numpy(spikes[lo:lo + n]), n, centers=[30 - lo], scale=scale)[0].clamp(0, 1)
-        assert torch.allclose(seen[i][0, 0], want)
+    for i, (src, window, n) in enumerate([(spikes, None, 21), (spikes, 15, 15), (sparse, None, None)]):
+        reconstruct_file(fs if src is sparse else f, tmp_path / f"o{i}.png", method="spikegen", window=window,
+                         frame=40, weights=w, steps=2, progress=False)
+        if n is None:  # widened: ceil(2 / the 61 frames' mean rate)
+            rate = float(sparse[10:71].mean())
+            n = int(np.ceil(2 / rate))
+            assert 30 < n < 61
+        lo = 40 - n // 2
+        want = tfp(torch.from_numpy(src[lo:lo + n]), n, centers=[40 - lo], scale=scale)[0].clamp(0, 1)
+        assert torch.allclose(seen[i][0, 0], want, atol=1e-6)
     assert not torch.allclose(seen[0], seen[1])

@@ -85,8 +85,10 @@ class SpikeGenConfig:
     # the RGB branch is used, g < 1), so "change nothing" is its zero; docs/model.md
     residual: bool = False
     # reconstruction: frames the TFP pseudo-frame averages, centred on the output frame
-    # (0 = the caller's window; the reconstruction weights name the window they were tuned to)
+    # (0 = the caller's window; the reconstruction weights name the window they were tuned to),
+    # widened within the caller's window until the mean pixel has fired tfp_min_spikes times
     tfp_window: int = 0
+    tfp_min_spikes: float = 0.0
     # masked (MAR) training for K-step generation: mask ratio ~ truncnorm on [mask_ratio_min, 1]
     # (centre 1, std 0.25). 1.0 = always all tokens masked = one-step model (the paper's).
     mask_ratio_min: float = 1.0
@@ -194,6 +196,8 @@ class SpikeGenConfig:
             raise ValueError(f"gamma_std must be > 0, got {self.gamma_std}")
         if not isinstance(self.tfp_window, int) or self.tfp_window < 0:
             raise ValueError(f"tfp_window must be an integer >= 0 (0: the caller's window), got {self.tfp_window!r}")
+        if not (isinstance(self.tfp_min_spikes, (int, float)) and 0 <= self.tfp_min_spikes < float("inf")):
+            raise ValueError(f"tfp_min_spikes must be a finite number >= 0, got {self.tfp_min_spikes!r}")
         c = self.sample_clip_x0
         if isinstance(c, (list, tuple)) and (len(c) != self.latent_channels or not all(float(v) > 0 for v in c)):
             raise ValueError(f"sample_clip_x0: a list needs {self.latent_channels} positive per-channel bounds, got {list(c)}")

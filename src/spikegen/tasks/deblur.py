@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +103,28 @@ def expected_spike_frames(model: Any) -> int | None:
     return None
 
 
-def pseudo_window(model: Any, window: int) -> int:
-    """Frames of SpikeGen's TFP pseudo-frame for a caller's ``window``: the model's
-    ``config.tfp_window`` when it names one (at most ``window``), else ``window``."""
-    v = getattr(getattr(model, "config", None), "tfp_window", 0)
-    return min(int(v), int(window)) if isinstance(v, int) and v > 0 else int(window)
+def pseudo_window(model: Any, window: int, spikes: Any = None) -> int:
+    """Frames of SpikeGen's TFP pseudo-frame within a caller's ``window`` of spikes: the model's
+    ``config.tfp_window`` when it names one, widened on sparse streams until the mean pixel of
+    ``spikes`` (``[T, H, W]``, the window's frames) has fired ``config.tfp_min_spikes`` times,
+    at most ``window``; else ``window``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> m = SimpleNamespace(config=SimpleNamespace(tfp_window=21, tfp_min_spikes=2.0))
+        >>> pseudo_window(m, 61, torch.full((61, 4, 4), 0.2)), pseudo_window(m, 61, torch.full((61, 4, 4), 0.05))
+        (21, 40)
+    """
+    cfg = getattr(model, "config", None)
+    v = getattr(cfg, "tfp_window", 0)
+    if not (isinstance(v, int) and v > 0):
+        return int(window)
+    n = int(v)
+    need = float(getattr(cfg, "tfp_min_spikes", 0.0) or 0.0)
+    if need > 0 and spikes is not None:
+        rate = float(torch.as_tensor(spikes).float().mean()) if spikes.numel() else 0.0
+        n = max(n, math.ceil(need / rate - 1e-9) if rate > 0 else int(window))
+    return min(n, int(window))
 
 
 def select_frames(num_frames: int, n: int | None, *, lo: int = 0, hi: int | None = None) -> tuple[int, int]:

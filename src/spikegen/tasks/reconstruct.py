@@ -26,7 +26,7 @@ from spikegen.outputs import claim_output
 from spikegen.spikes.cfa import check_pattern, demosaic_bilinear, tfi_color, tfp_color
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfi_stream, tfp, tfp_stream
-from spikegen.tasks.deblur import expected_spike_frames, select_frames
+from spikegen.tasks.deblur import expected_spike_frames, pseudo_window, select_frames
 # The SpikeGen loader, also under this module's name (callers of the old
 # spikegen.tasks.reconstruct.load_default_model; `eval` looks it up here).
 from spikegen.weights import load_default_model
@@ -46,9 +46,10 @@ def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
                      batch: int, seed: int, scale: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """SpikeGen "TFP & Spike" around each centre, as ``spikegen eval reconstruct`` runs it: the
-    RGB input is the TFP of the ``window`` frames around the centre (x ``scale``, default the
-    model's ``tfp_scale``), the spike input the model's expected number of centre frames (all
-    ``window`` frames for a model without one)."""
+    RGB input is the TFP (x ``scale``, default the model's ``tfp_scale``) of the model's
+    ``tfp_window`` frames around the centre, widened on sparse streams (:func:`pseudo_window`),
+    of all ``window`` frames for a model without one; the spike input the model's expected
+    number of centre frames (all ``window`` frames for a model without one)."""
     n = src.num_frames
     half = window // 2
     k = expected_spike_frames(model)
@@ -61,7 +62,8 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
             lo = min(max(c - half, 0), max(n - window, 0))
             hi = min(lo + window, n)
             s = torch.from_numpy(src.read(lo, hi))
-            rgbs.append(tfp(s, window, centers=[c - lo], scale=scale)[0].clamp(0, 1).expand(3, -1, -1))
+            rgbs.append(tfp(s, pseudo_window(model, s.shape[0], s), centers=[c - lo], scale=scale)[0].clamp(0, 1)
+                        .expand(3, -1, -1))
             a, b = select_frames(s.shape[0], min(k, s.shape[0]), lo=c - lo, hi=c - lo + 1) if k else (0, s.shape[0])
             wins.append(s[a:b])
         if len({w.shape[0] for w in wins}) > 1:  # streams shorter than the model's frames
@@ -110,9 +112,10 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             window's TFP, x ``scale``, stands in for the RGB input and the model's centre spike
             frames (8 for tiny) are its spike input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
-        window: TFP window / TFI search range (2 x half) / SpikeGen's TFP window (default 41;
-            for ``spikegen`` the model's ``tfp_window`` when its config names one: 21 for the
-            shipped reconstruction weights).
+        window: TFP window / TFI search range (2 x half) / the frames SpikeGen may use (default
+            41; 61 for ``spikegen`` weights that name a ``tfp_window``: their pseudo-frame
+            averages that many centred frames, widened on sparse streams, as in
+            ``eval reconstruct``; else the whole window).
         scale: TFP intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
             1 / 0.6 for the tiny weights: a white pixel firing at 0.6).
         start, end: use only frames ``start .. end - 1``: frame indices or times with units
@@ -131,9 +134,9 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
-    if window is None:  # SpikeGen: the window its weights were tuned to, if they name one
+    if window is None:  # SpikeGen weights that pick their own pseudo-frame window: eval's 61 to pick from
         tuned = getattr(getattr(model, "config", None), "tfp_window", 0) or 0
-        window = int(tuned) if tuned > 0 else 41
+        window = 61 if tuned > 0 else 41
     if window < 1 or stride < 1:
         raise SpikeGenError(f"--window and --stride must be >= 1 (got {window}, {stride})")
 

@@ -47,7 +47,8 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
             SpikeGen's output is used as it is.
         limit: the first ``limit`` files (sorted).
         spikegen_frames: as :func:`evaluate_reconstruct`; SpikeGen's pseudo-frame is the TFP of
-            the model's ``tfp_window`` centred frames when its config names one (else the window's).
+            the model's ``tfp_window`` centred frames when its config names one, widened on sparse
+            streams (:func:`~spikegen.tasks.deblur.pseudo_window`; else the window's).
         height, width: frame size of ``.dat`` files (default 250x400).
 
     Returns:
@@ -78,6 +79,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
     rows: list[dict[str, Any]] = []
     figs: list[tuple[str, list[list[tuple[str, str]]]]] = []
     shown = 0
+    pws: list[int] = []
     bar = progress_bar(len(files) * int(centers), "eval real", progress)
     for fi, f in enumerate(files):
         src = open_spikes(f, height=height, width=width)
@@ -97,7 +99,8 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     x = tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None]
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
-                    x = tfp(spikes, pseudo_window(model, w), centers=[cc], scale=1.0)[0][None]
+                    pws.append(pseudo_window(model, w, spikes))
+                    x = tfp(spikes, pws[-1], centers=[cc], scale=1.0)[0][None]
                     pseudo = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
                     preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
                     continue
@@ -128,7 +131,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                                    else f"TFP/TFI x {rate_scale:g}") + "; SpikeGen output as it is",
                      "tfi": f"V_th 1, +-{max(int(window) // 2, 1)} frames",
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
-                     "spikegen_tfp_window": pseudo_window(model, int(window)) if model is not None else None,
+                     "spikegen_tfp_window": pws or None,
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
         "methods": [m.name for m in ms], "skipped": skipped,
         "weights": str(weights) if weights is not None else ("shipped" if model is not None else None),

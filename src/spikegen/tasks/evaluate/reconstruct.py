@@ -40,8 +40,8 @@ def tfp_and_spike_gray(model, spikes: torch.Tensor, gamma: float, steps: int | N
 
     ``pseudo`` (``[1,H,W]`` in [0, 1]): the pseudo-frame for the RGB branch — the evaluations
     pass the TFP at the row's intensity scale, over the model's ``tfp_window`` when its config
-    names one (the reconstruction weights: 21), else over the row's window; ``None``: the
-    model's ``tfp_rgb`` over its own frames."""
+    names one (the reconstruction weights: 21, widened on sparse streams; :func:`pseudo_window`),
+    else over the row's window; ``None``: the model's ``tfp_rgb`` over its own frames."""
     s = _model_frames(model, spikes, frames)
     if pseudo is None:
         out = model.sample(rgb=None, spikes=s[None].to(model.device), gamma=gamma, steps=steps, generator=gen, tfp_rgb=True)
@@ -64,7 +64,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
             counted from 1; without it the middle frame).
         window: spike frames centred on the GT frame (61); TFP averages all of them, TFI searches
             ``window // 2`` frames on each side, SpikeGen takes them (or the model's expected count)
-            and the TFP of its ``tfp_window`` centred ones (if its config names one) as pseudo-frame.
+            and the TFP of its ``tfp_window`` centred ones (if its config names one; widened on
+            sparse streams, :func:`~spikegen.tasks.deblur.pseudo_window`) as pseudo-frame.
         rate_scale: firing rate -> intensity factor for TFP and TFI (1/0.6 for these files).
         size: optional centre crop (default: the full frame).
         methods: default ``tfp,tfi,spikegen`` ("TFP & Spike", g = 0.5).
@@ -102,7 +103,7 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
     rows: list[dict[str, Any]] = []
     figs: list[tuple[str, list[list[tuple[str, str]]]]] = []
     w = int(window)
-    pw = pseudo_window(model, w) if model is not None else w
+    pws: list[int] = []
     bar = progress_bar(n, "eval reconstruct", progress)
     for i in range(n):
         s = ds[i]
@@ -118,7 +119,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
                                  * rate_scale).clamp(0, 1)
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
-                pseudo = tfp(spikes, pw, centers=[c], scale=rate_scale)[0][None]
+                pws.append(pseudo_window(model, w, spikes))
+                pseudo = tfp(spikes, pws[-1], centers=[c], scale=rate_scale)[0][None]
                 preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
             rows.append({"image": name, "method": m.name, **reconstruct_scores(preds[m.name], gt)})
         if i < report_images:
@@ -140,7 +142,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         "protocol": {"layout": "spike/*.dat + gt/*.png (Spk2ImgNet); GT frame from *_key_idN (1-based), else the middle",
                      "window": w, "rate_scale": float(rate_scale), "crop": size or "none (full frame)",
                      "tfp": f"mean of the {w} frames x rate_scale", "tfi": f"TFI (V_th 1, +-{max(w // 2, 1)} frames) x rate_scale",
-                     "spikegen": f"TFP & Spike: model.sample(rgb=the TFP of the centre {pw} frames x rate_scale, spikes=centre frames of the window, gamma=G), gray",
+                     "spikegen": "TFP & Spike: model.sample(rgb=the TFP of the centre spikegen_tfp_window frames x rate_scale, spikes=centre frames of the window, gamma=G), gray",
+                     "spikegen_tfp_window": pws or None,
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
         "methods": [m.name for m in ms], "skipped": skipped,
