@@ -1,12 +1,13 @@
 """Weights shipped inside the package (see ``MODEL_CARD.md`` beside each set).
 
 ``tiny-pca/vae`` is the pca-f4-d16 patch autoencoder, the default autoencoder
-(:func:`default_vae`), whose ceiling is far above the others; no SpikeGen weights on it ship yet.
-``tiny-f4/vae`` is the tiny-f4-d16 autoencoder (the ``tiny`` preset's latent); ``tiny-f4/deblur``
-and ``tiny-f4/reconstruct`` are the tiny SpikeGen's per-task fine-tunes on it (float16 on disk,
-float32 when loaded), the defaults of the CLI, the demo and ``eval``. ``tiny/`` is the earlier
-f8 set: the tiny-f8-d16 VAE, its two task fine-tunes and the shared v1 (``tiny/spikegen``) they
-started from. All were trained on these CPUs by the commands in each set's ``MODEL_CARD.md``.
+(:func:`default_vae`), whose ceiling is far above the others; ``tiny-pca/deblur`` and
+``tiny-pca/reconstruct`` are the tiny SpikeGen's per-task fine-tunes on it (residual generation;
+float16 on disk, float32 when loaded), the defaults of the CLI, the demo and ``eval``.
+``tiny-f4/`` is the previous set: the tiny-f4-d16 VAE (the ``tiny`` preset's latent) and its two
+task fine-tunes. ``tiny/`` is the earlier f8 set: the tiny-f8-d16 VAE, its two task fine-tunes
+and the shared v1 (``tiny/spikegen``) they started from. All were trained on these CPUs by the
+commands in each set's ``MODEL_CARD.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TASKS = ("deblur", "reconstruct")
 
 #: Weight sets searched for a task, best first: a set's ``<task>/`` fine-tune, else its shared
 #: ``spikegen/`` weights.
-WEIGHT_SETS = ("tiny-f4", "tiny")
+WEIGHT_SETS = ("tiny-pca", "tiny-f4", "tiny")
 
 
 def task_weights(task: str) -> Path:
