@@ -204,3 +204,21 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, mo
         want = tfp(torch.from_numpy(src[lo:lo + n]), n, centers=[40 - lo], scale=scale)[0].clamp(0, 1)
         assert torch.allclose(seen[i][0, 0], want, atol=1e-6)
     assert not torch.allclose(seen[0], seen[1])
+
+
+def test_reconstruct_spikegen_default_window_fits_a_short_stream(tmp_path, tiny_dir):
+    # weights with a tfp_window default to 61 frames to pick from; a 40-frame stream is all used
+    import json
+    import shutil
+
+    from spikegen.tasks.reconstruct import reconstruct_file
+
+    w = tmp_path / "w"
+    shutil.copytree(tiny_dir, w)
+    cfg = json.loads((w / "config.json").read_text())
+    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21}))
+    f = save_spikes(tmp_path / "s.npz", (np.random.default_rng(2).random((40, 16, 16)) < 0.3).astype(np.uint8))
+    out = reconstruct_file(f, tmp_path / "o.png", method="spikegen", weights=w, steps=2, progress=False)
+    assert out.is_file()
+    with pytest.raises(Exception, match="--window 61 is longer"):
+        reconstruct_file(f, tmp_path / "o2.png", method="spikegen", window=61, weights=w, steps=2, progress=False)

@@ -113,7 +113,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             frames (8 for tiny) are its spike input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
         window: TFP window / TFI search range (2 x half) / the frames SpikeGen may use (default
-            41; 61 for ``spikegen`` weights that name a ``tfp_window``: their pseudo-frame
+            41; 61, or the whole shorter stream, for ``spikegen`` weights that name a
+            ``tfp_window``: their pseudo-frame
             averages that many centred frames, widened on sparse streams, as in
             ``eval reconstruct``; else the whole window).
         scale: TFP intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
@@ -134,7 +135,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
-    if window is None:  # SpikeGen weights that pick their own pseudo-frame window: eval's 61 to pick from
+    auto_window = window is None
+    if auto_window:  # SpikeGen weights that pick their own pseudo-frame window: eval's 61 to pick from
         tuned = getattr(getattr(model, "config", None), "tfp_window", 0) or 0
         window = 61 if tuned > 0 else 41
     if window < 1 or stride < 1:
@@ -148,6 +150,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     a, b = full.time_range(start, end, names=("--start", "--end"))
     src = full if (a, b) == (0, full.num_frames) else full.window(a, b)
     n = src.num_frames
+    if auto_window and method == "spikegen" and window > n:
+        window = n  # the default span on a short stream: all of it
     pattern = _cfa_pattern(cfa, full, method)
     if window > n and method != "tfi":  # (TFI's window is a search range: any length works)
         what = "the stream" if src is full else f"the selected frames {a}..{b - 1}"
