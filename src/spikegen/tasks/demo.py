@@ -35,7 +35,7 @@ from spikegen.report import Report, markdown_table
 from spikegen.spikes.io import load_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.spikes.simulate import integrate_and_fire
-from spikegen.tasks.deblur import deblur_image
+from spikegen.tasks.deblur import deblur_image, pseudo_window
 from spikegen.tasks.evaluate import image_scores, tfp_and_spike_gray
 from spikegen.weights import has_default_weights, load_default_model
 
@@ -138,8 +138,11 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
         # "TFP & Spike" on the 8 centre frames, with the pseudo-frame exposed like the TFP above:
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
+        # Its pseudo-frame window is the weights' own (widened on this sparse clip), as in eval real.
+        pw = pseudo_window(rec_model, clip.shape[0], clip)
+        pseudo = stretch(tfp(clip, pw, centers=[c])) if pw != 41 else real_imgs["real: TFP (41 frames)"]
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
-            rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=real_imgs["real: TFP (41 frames)"])
+            rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=pseudo)
     for name, img in real_imgs.items():
         fn = "real_" + "".join(ch if ch.isalnum() else "_" for ch in name.split(": ")[1].split(" (")[0]).strip("_").lower() + ".png"
         save_image(out / fn, img.clamp(0, 1))
