@@ -100,7 +100,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
             {"method": "TFI", **score(rec_tfi[None], sharp)}]
 
     model = None
-    use_weights = weights is not None or has_default_weights()
+    use_weights = weights is not None or all(has_default_weights(t) for t in ("deblur", "reconstruct"))
     if use_weights:
         model = load_default_model(weights, task="deblur")
         rec_model = load_default_model(weights, task="reconstruct")

@@ -119,7 +119,7 @@ def load_model(methods: list[Method], weights: str | os.PathLike | None, warn: C
     sg = [m for m in methods if m.kind == "spikegen"]
     if not sg:
         return None, methods, []
-    if weights is None and not shipped_weights.has_default_weights():
+    if weights is None and not shipped_weights.has_default_weights(task):
         skipped = [m.name for m in sg]
         warn(f"no SpikeGen weights: the shipped weights are not in this install and --weights was not given; "
              f"skipping {', '.join(skipped)}")
