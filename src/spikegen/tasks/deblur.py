@@ -122,7 +122,8 @@ def pseudo_window(model: Any, window: int, spikes: Any = None) -> int:
     n = int(v)
     need = float(getattr(cfg, "tfp_min_spikes", 0.0) or 0.0)
     if need > 0 and spikes is not None:
-        rate = float(torch.as_tensor(spikes).float().mean()) if spikes.numel() else 0.0
+        s = torch.as_tensor(spikes)
+        rate = float(s.sum(dtype=torch.float64)) / s.numel() if s.numel() else 0.0  # no float copy
         n = max(n, math.ceil(need / rate - 1e-9) if rate > 0 else int(window))
     return min(n, int(window))
 

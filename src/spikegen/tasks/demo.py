@@ -139,8 +139,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
         # Its pseudo-frame window is the weights' own (widened on this sparse clip), as in eval real.
-        pw = pseudo_window(rec_model, clip.shape[0], clip)
-        pseudo = stretch(tfp(clip, pw, centers=[c])) if pw != 41 else real_imgs["real: TFP (41 frames)"]
+        pseudo = stretch(tfp(clip, pseudo_window(rec_model, clip.shape[0], clip), centers=[c]))
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
             rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=pseudo)
     for name, img in real_imgs.items():

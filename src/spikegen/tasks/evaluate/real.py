@@ -92,19 +92,21 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
             cc = c - lo
             name = f"{f.name}@{c}"
             preds: dict[str, torch.Tensor] = {}
+
+            def expose(x: torch.Tensor) -> torch.Tensor:
+                return stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
+
+            if model is not None:  # SpikeGen's pseudo-frame, once per centre for every g
+                pws.append(pseudo_window(model, w, spikes))
+                pseudo = expose(tfp(spikes, pws[-1], centers=[cc], scale=1.0)[0][None])
             for m in ms:
                 if m.kind == "tfp":
-                    x = tfp(spikes, w, centers=[cc], scale=1.0)[0][None]
+                    preds[m.name] = expose(tfp(spikes, w, centers=[cc], scale=1.0)[0][None])
                 elif m.kind == "tfi":
-                    x = tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None]
+                    preds[m.name] = expose(tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None])
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
-                    pws.append(pseudo_window(model, w, spikes))
-                    x = tfp(spikes, pws[-1], centers=[cc], scale=1.0)[0][None]
-                    pseudo = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
                     preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
-                    continue
-                preds[m.name] = stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
             for m in ms:
                 p = preds[m.name]
                 rows.append({"image": name, "method": m.name, "niqe": float(niqe(p)), "brisque": float(brisque(p))})

@@ -111,6 +111,9 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         name = Path(s["meta"]["source"]).stem
         c = w // 2
         preds: dict[str, torch.Tensor] = {}
+        if model is not None:  # SpikeGen's pseudo-frame, once per image for every g
+            pws.append(pseudo_window(model, w, spikes))
+            pseudo = tfp(spikes, pws[-1], centers=[c], scale=rate_scale)[0][None]
         for m in ms:
             if m.kind == "tfp":
                 preds[m.name] = tfp(spikes, w, centers=[c], scale=rate_scale)[0][None]
@@ -119,8 +122,6 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
                                  * rate_scale).clamp(0, 1)
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
-                pws.append(pseudo_window(model, w, spikes))
-                pseudo = tfp(spikes, pws[-1], centers=[c], scale=rate_scale)[0][None]
                 preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
             rows.append({"image": name, "method": m.name, **reconstruct_scores(preds[m.name], gt)})
         if i < report_images:
