@@ -591,3 +591,22 @@ def test_docstring_examples_run(tmp_path, monkeypatch):
     mods = [sio] + [importlib.import_module(f"{sio.__name__}.{m.name}") for m in pkgutil.iter_modules(sio.__path__)]
     results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS) for m in mods]
     assert sum(r.attempted for r in results) > 20 and sum(r.failed for r in results) == 0
+
+
+def test_idle_cpus_counts_tasks_running_now_not_only_the_load_average(tmp_path, monkeypatch):
+    """A job resumed a few seconds ago is not in the 1-minute load average yet: the tasks
+    runnable now (``/proc/loadavg``'s fourth field, less this thread) count too, so
+    `read_dat` does not start a decoding thread on a core that is busy."""
+    from spikegen.spikes.io import helpers
+
+    monkeypatch.setattr(helpers.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(helpers.os, "getloadavg", lambda: (0.2, 0.5, 0.5))
+    fake = tmp_path / "loadavg"
+    monkeypatch.setattr(helpers, "_LOADAVG", str(fake))
+    for text, idle in (("0.20 0.50 0.50 1/300 99", 3), ("0.20 0.50 0.50 3/300 99", 2),
+                       ("0.20 0.50 0.50 9/300 99", 1), ("garbled", 3)):
+        fake.write_text(text)
+        assert helpers.idle_cpus() == idle, text
+    monkeypatch.setattr(helpers.os, "getloadavg", lambda: (2.6, 2.0, 2.0))  # the lagging one
+    fake.write_text("2.60 2.00 2.00 1/300 99")
+    assert helpers.idle_cpus() == 1

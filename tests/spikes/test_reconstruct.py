@@ -80,6 +80,24 @@ def test_tfp_small_frames_path_equals_the_per_frame_path():
         tfp(bad, 41, centers=[20])
 
 
+@pytest.mark.parametrize("whole_max", [True, False])
+def test_tfp_binary_check_catches_a_bad_value_in_any_frame(monkeypatch, whole_max):
+    """The uint8 binary check is one max over the frames up to 64 MiB and a per-frame OR
+    (in cache, as the frames are added) beyond: both catch a 2 in any frame the windows read,
+    in the frames before the first window and after the last, and let binary input through."""
+    from spikegen.spikes.reconstruct import playback
+
+    monkeypatch.setattr(playback, "_TFP_CHECK_WHOLE", 1 << 40 if whole_max else 0)
+    s = random_spikes(70, 70, 70, rate=0.3, seed=3)  # 4900 pixels: the per-frame kernels
+    good = tfp(s, 41, centers=range(25, 45))
+    np.testing.assert_allclose(good.numpy(), ref_tfp(s, 41, range(25, 45)), atol=1e-6)
+    for frame in (0, 4, 5, 30, 64, 65, 69):  # outside, first, middle and last frame read
+        bad = s.copy()
+        bad[frame, 10, 20] = 2
+        with pytest.raises(ShapeError, match="only 0 and 1"):
+            tfp(bad, 41, centers=range(25, 45))
+
+
 def test_tfp_batched_dtypes_and_module():
     s = random_spikes(50, 180, 200)  # larger than one CPU tile: tiled path
     batch = torch.from_numpy(np.stack([s, 1 - s]))

@@ -169,6 +169,19 @@ def test_a_bad_value_in_any_frame_of_a_sequence_raises(bad, size, frame):
     assert integrate_and_fire(seq).shape == (40, *size)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), -0.5, float("-inf"), float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_a_bad_value_in_a_static_image_raises(bad, dtype):
+    """A static image is checked by its min and max (NaN propagates through both): NaN, a
+    negative value and either infinity raise, in every float dtype; -0.0 and 0 pass."""
+    img = torch.rand(1, 1, 50, 70, generator=gen(4)).to(dtype)
+    img[0, 0, 49, 3] = bad
+    with pytest.raises(ShapeError, match=">= 0"):
+        integrate_and_fire(img, steps=4)
+    img[0, 0, 49, 3] = -0.0
+    assert integrate_and_fire(img, steps=4).shape == (1, 4, 50, 70)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_numpy_sequence_path_equals_the_general_path(dtype):
     """Plain-number v_th / gain take the all-numpy path; per-sample tensors take the general

@@ -80,11 +80,17 @@ def dat_frame_bytes(height: int, width: int, raw_width: int | None = None) -> in
     return (h * rw + 7) // 8
 
 
+_LOADAVG = "/proc/loadavg"
+
+
 def idle_cpus() -> int:
-    """CPUs this process may use that other processes leave idle (by the 1-minute load average).
+    """CPUs this process may use that other processes leave idle: the CPUs less the busier of
+    the 1-minute load average and the tasks runnable right now (Linux, ``/proc/loadavg``,
+    less this thread).
 
     Extra decoding threads only pay on idle cores: on a busy machine every thread waits for a
-    time slice, and one thread is faster."""
+    time slice, and one thread is faster. The load average lags by about a minute (a job that
+    started or resumed a few seconds ago is not in it yet), hence the second measure."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -93,6 +99,12 @@ def idle_cpus() -> int:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return 1
+    try:
+        with open(_LOADAVG, encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])  # "1.02 0.98 0.91 3/412 1234"
+        load = max(load, running - 1)
+    except (OSError, ValueError, IndexError):
+        pass
     return max(1, int(cpus - load))
 
 

@@ -41,6 +41,7 @@ def _tfp_valid(t: int, window: int) -> np.ndarray:
 
 
 _TFP_SMALL = 1 << 12  # pixels (x batch) up to which TFP works on the whole array at once
+_TFP_CHECK_WHOLE = 64 << 20  # bytes of spikes up to which the binary check is one max
 
 
 def tfp_bounds(centers: np.ndarray, window: int, t: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +107,15 @@ def _tfp_np(
     run_cost = int(counts[0] + ds.sum() + de.sum()) if monotone else None
     own_cost = int(counts.sum())
     pre_cost = 2 * length + n
-    if check and not (run_cost is not None and run_cost <= min(own_cost, pre_cost)):
+    running = run_cost is not None and run_cost <= min(own_cost, pre_cost)
+    if check and (not running or s.nbytes <= _TFP_CHECK_WHOLE):
+        # one SIMD max over the frames is cheaper than OR-ing each frame into `seen` below,
+        # unless the stream is far larger than the caches
         hi = int(s.max()) if s.size else 0
         if hi > 1:
             raise nonbinary(hi)
         check = False
-    if run_cost is not None and run_cost <= min(own_cost, pre_cost):
+    if running:
         # counts of k consecutive outputs at a time, then one conversion and one multiply
         # for the k (all in L2). With `check`, every frame is OR-ed into `seen` just after
         # it is first added (in cache); frames no window reads are checked at the end.

@@ -198,10 +198,15 @@ def _check_light(x: Tensor, static: bool, defer: bool = True) -> bool:
     if x.numel() > 0:
         if defer and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
             return False
-        lo = float(x.amin())
-        if not bool(torch.isfinite(x).all()):
-            lo = float("nan")
-        if not lo >= 0:
+        # min and max propagate NaN; -inf fails `lo >= 0`, +inf fails `hi < inf` (two SIMD
+        # passes in numpy on the CPU: no bool mask, no torch threads)
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            xn = x.detach().numpy()
+            lo, hi = float(xn.min()), float(xn.max())
+        else:
+            lo_t, hi_t = torch.aminmax(x.detach().float() if not x.is_floating_point() else x.detach())
+            lo, hi = float(lo_t), float(hi_t)
+        if not (lo >= 0 and hi < float("inf")):
             raise ShapeError(_BAD_INTENSITY)
     return True
 
