@@ -29,6 +29,7 @@ def test_shipped_weights_load_strictly_with_their_vae(name):
     pca = path.parent.name == "tiny-pca"
     assert model.config.residual == pca
     assert (model.config.tfp_window, model.config.tfp_min_spikes) == ((21, 2.0) if pca and path.name == "reconstruct" else (0, 0.0))
+    assert model.config.sample_g0_residual == (0.25 if pca and path.name == "deblur" else 1.0)
     assert model.config.tfp_scale == pytest.approx(1 / 0.6, abs=1e-3)
     assert model.config.spike_frames == 8 and model.dtype == torch.float32
     vae_cfg = json.loads((path.parent / "vae" / "config.json").read_text())  # the set's own VAE
@@ -88,8 +89,9 @@ def test_shipped_deblur_weights_meet_their_targets_on_unseen_images(shared_data,
     # default weights (weights/tiny-pca/deblur): g = 0.5 at V_th = 1 is >= blurry + 5 dB and
     # TFP + 4.5 dB (gray), >= blurry + 3.5 dB in RGB (colour from the input); at V_th = 4 still
     # >= blurry + 2 dB and far above TFP; g = 0.5 beats g = 0 and g = 1 at both thresholds; g = 0
-    # (RGB only) is at most 0.7 dB below the blurry input. (Measured: 26.43 / 24.08 / 23.06 and
-    # g = 0 20.40 against blurry 20.94 gray, 20.23 RGB; MODEL_CARD.md.)
+    # (RGB only, its change scaled by sample_g0_residual 0.25) is within 0.1 dB of the blurry
+    # input. (Measured: 26.43 / 24.08 / 23.06 and g = 0 20.92 against blurry 20.94 gray, 20.23
+    # RGB; 20.40 with the unscaled change; MODEL_CARD.md.)
     res = evaluate_deblur(shared_data / "images" / "mcmaster18", tmp_path / "eval",
                           methods="blurry,tfp,spikegen-0,spikegen-0.5,spikegen-1", v_ths=[1.0, 4.0],
                           progress=False, report_images=0)
@@ -101,7 +103,7 @@ def test_shipped_deblur_weights_meet_their_targets_on_unseen_images(shared_data,
     assert s["spikegen-0.5", 1.0]["psnr_rgb"] >= s["blurry", 1.0]["psnr_rgb"] + 3.5, s
     assert s["spikegen-0.5", 4.0]["psnr_gray"] >= blurry + 2.0, s
     assert s["spikegen-0.5", 4.0]["psnr_gray"] >= s["tfp", 4.0]["psnr_gray"] + 10.0, s
-    assert s["spikegen-0", 1.0]["psnr_gray"] >= blurry - 0.7, s
+    assert s["spikegen-0", 1.0]["psnr_gray"] >= blurry - 0.1, s
     for v in (1.0, 4.0):
         assert s["spikegen-0.5", v]["psnr_gray"] > max(s["spikegen-0", v]["psnr_gray"], s["spikegen-1", v]["psnr_gray"]), s
 

@@ -67,6 +67,43 @@ def test_pseudo_frame_is_tfp_at_its_intensity_scale(tmp_path: Path, png, texture
         assert abs(s["spikes"].float().mean().item() - 0.5 * rate) < 0.1 * rate + 0.02
 
 
+def test_pseudo_frame_window_and_tfi_blend(tmp_path: Path, png, image_tree: Path):
+    """``tfp_window`` narrows the TFP to centred frames of the window (widened on sparse
+    windows by ``tfp_min_spikes``), ``tfi`` blends in the TFI of the whole window, both at the
+    intensity scale: the frame :func:`spikegen.tasks.deblur.pseudo_frame` gives the weights at
+    run time, for a window centred the dataset's way."""
+    from types import SimpleNamespace
+
+    from spikegen.data.motion import blended_pseudo_frame
+    from spikegen.spikes.reconstruct import tfi, tfp
+    from spikegen.tasks.deblur import pseudo_frame
+
+    s = (torch.rand(41, 12, 12, generator=torch.Generator().manual_seed(3)) < torch.linspace(0.03, 0.7, 12)).to(torch.uint8)
+    got = blended_pseudo_frame(s, 21, 1.5, 0.7)
+    want = (0.3 * tfp(s, 21, centers=[20], scale=1.5)[0]
+            + 0.7 * (tfi(s, v_th=1.0, centers=[20], max_half_window=20)[0] * 1.5).clamp(0, 1)).clamp(0, 1)
+    assert torch.allclose(got, want, atol=1e-6) and not torch.allclose(got, tfp(s, 21, centers=[20], scale=1.5)[0])
+    model = SimpleNamespace(config=SimpleNamespace(tfp_window=21, tfp_min_spikes=0.0, pseudo_tfi=0.7))
+    frame, n = pseudo_frame(model, s, 20, scale=1.5)
+    assert n == 21 and torch.allclose(frame[0], got, atol=1e-6)  # run time = training
+    png(tmp_path / "flat.png", torch.full((40, 40, 3), 0.5).numpy())
+    kw = dict(window=(31, 41), frames=8, max_shift=0, max_zoom=0, seed=7)
+    for rate in (0.1, 0.8):  # at its intensity scale: a flat 0.5 scene stays about 0.5
+        b = ReconstructionPairs(tmp_path, 32, rate=rate, tfp_window=(15, 21), tfp_min_spikes=2.0, tfi=0.7, **kw)[0]
+        assert abs(b["blurry"].mean().item() - 0.5) < 0.06
+        m = b["meta"]
+        if rate == 0.8:
+            assert 15 <= m["tfp_window"] <= 21 and m["tfi"] == 0.7
+        else:  # 0.05 spikes a frame: 2 spikes need 40 frames, widened up to the whole window
+            assert m["tfp_window"] == m["window"]
+    plain = ReconstructionPairs(image_tree, 32, window=(31, 41), seed=7)[0]
+    blend = ReconstructionPairs(image_tree, 32, window=(31, 41), seed=7, tfp_window=(15, 21), tfi=0.7)[0]
+    assert torch.equal(plain["clean"], blend["clean"]) and torch.equal(plain["spikes"], blend["spikes"])
+    assert not torch.equal(plain["blurry"], blend["blurry"])
+    with pytest.raises(ValueError, match="tfi"):
+        ReconstructionPairs(image_tree, 32, tfi=1.5)
+
+
 def test_rates_are_drawn_log_uniformly_over_the_range(image_tree: Path):
     ds = ReconstructionPairs(image_tree, 24, window=9, frames=4, rate=(0.05, 0.9), length=200, seed=4)
     logs = [math.log(ds[i]["meta"]["rate"]) for i in range(200)]

@@ -242,3 +242,24 @@ def test_residual_model_generates_the_change_from_its_rgb_input(monkeypatch):
     assert not torch.allclose(plain.sample(rgb=rgb, spikes=spikes, gamma=0.5), a, atol=1e-2)
     only_spikes = model.sample(rgb=rgb, spikes=spikes, gamma=1.0)  # no RGB branch: nothing added
     assert torch.allclose(only_spikes, plain.sample(rgb=rgb, spikes=spikes, gamma=1.0), atol=1e-6)
+
+
+def test_g0_residual_scales_the_change_at_rgb_only_and_nowhere_else(monkeypatch):
+    # config.sample_g0_residual: at g = 0 (RGB only) the generated change is scaled before the
+    # input latent is added back; at g > 0 the change is left as generated, per sample
+    torch.manual_seed(1)
+    model = SpikeGen(_tiny_cfg(residual=True), vae=_fitted()).eval()
+    rgb, spikes = torch.rand(2, 3, 32, 48), (torch.rand(2, 8, 32, 48) < 0.3).float()
+    monkeypatch.setattr(model.head, "sample", lambda z, **kw: torch.ones(z.shape[0], model.config.token_channels))
+    lat = lambda **kw: model.sample_latents(rgb=rgb, spikes=spikes, **kw)[0]
+    base = model.encode_images(rgb)
+    full = {g: lat(gamma=g) for g in (0.0, 0.5)}
+    assert torch.allclose(full[0.0] - base, torch.ones_like(base), atol=1e-5)  # the change, as generated
+    model.config.sample_g0_residual = 0.25
+    assert torch.allclose(lat(gamma=0.0) - base, torch.full_like(base, 0.25), atol=1e-5)
+    assert torch.allclose(lat(gamma=0.5), full[0.5], atol=1e-6)  # g > 0: untouched
+    mixed = lat(gamma=torch.tensor([0.0, 0.5]))
+    assert torch.allclose(mixed[0] - base[0], torch.full_like(base[0], 0.25), atol=1e-5)
+    assert torch.allclose(mixed[1], full[0.5][1], atol=1e-6)
+    two = model.sample_latents(rgb=rgb, spikes=spikes, gamma=0.0, num_samples=2)[0]  # sample-minor order
+    assert torch.allclose(two[1] - base[0], torch.full_like(base[0], 0.25), atol=1e-5)

@@ -206,6 +206,45 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, mo
     assert not torch.allclose(seen[0], seen[1])
 
 
+def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tiny_dir, monkeypatch):
+    """Weights that name ``pseudo_tfi = b`` get ``(1 - b) TFP + b TFI`` as their RGB input: the
+    TFP over the weights' ``tfp_window``, the TFI searched over the whole 61-frame window, both
+    at the weights' ``tfp_scale``; ``eval reconstruct`` makes the same frame (pseudo_frame)."""
+    import json
+    import shutil
+
+    from spikegen.models import SpikeGen
+    from spikegen.spikes.reconstruct import tfi, tfp
+    from spikegen.tasks.deblur import pseudo_frame
+    from spikegen.tasks.reconstruct import reconstruct_file
+
+    w = tmp_path / "w"
+    shutil.copytree(tiny_dir, w)
+    cfg = json.loads((w / "config.json").read_text())
+    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21, "pseudo_tfi": 0.7}))
+    rng = np.random.default_rng(2)
+    spikes = (rng.random((80, 16, 16)) < rng.uniform(0.02, 0.6, (1, 16, 16))).astype(np.uint8)
+    f = save_spikes(tmp_path / "s.npz", spikes)
+    seen = []
+    real = SpikeGen.sample
+
+    def spy(self, rgb=None, spikes=None, **kw):
+        seen.append(rgb)
+        return real(self, rgb=rgb, spikes=spikes, **kw)
+
+    monkeypatch.setattr(SpikeGen, "sample", spy)
+    model = SpikeGen.from_pretrained(w)
+    reconstruct_file(f, tmp_path / "o.png", method="spikegen", frame=40, weights=w, steps=2, progress=False)
+    win = torch.from_numpy(spikes[10:71])  # the 61 frames around frame 40
+    t = tfp(win, 21, centers=[30], scale=model.config.tfp_scale)[0]
+    ti = (tfi(win, v_th=1.0, centers=[30], max_half_window=30)[0] * model.config.tfp_scale).clamp(0, 1)
+    want = (0.3 * t + 0.7 * ti).clamp(0, 1)
+    assert torch.allclose(seen[0][0, 0], want, atol=1e-6)
+    assert float((want - t).abs().max()) > 0.1  # the blend is not the TFP
+    frame, n = pseudo_frame(model, win, 30, scale=model.config.tfp_scale)
+    assert n == 21 and torch.allclose(frame[0], want, atol=1e-6)
+
+
 def test_reconstruct_spikegen_default_window_fits_a_short_stream(tmp_path, tiny_dir):
     # weights with a tfp_window default to 61 frames to pick from; a 40-frame stream is all used
     import json

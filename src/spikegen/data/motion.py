@@ -54,9 +54,11 @@ from spikegen.data.video import find_clips, lerp_frames, read_video_frames
 from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeFileError
 from spikegen.image import load_image
+from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.spikes.reconstruct.playback import widened_window
 from spikegen.spikes.simulate import integrate_and_fire
 
-__all__ = ["ReconstructionPairs"]
+__all__ = ["ReconstructionPairs", "blended_pseudo_frame"]
 
 
 def _window_range(window: int | Sequence[int]) -> tuple[int, int]:
@@ -64,6 +66,21 @@ def _window_range(window: int | Sequence[int]) -> tuple[int, int]:
     if lo < 1 or hi < lo:
         raise ValueError(f"window must be >= 1 (or a (low, high) range with low <= high), got {window}")
     return lo, hi
+
+
+def blended_pseudo_frame(spikes: torch.Tensor, n_tfp: int, scale: float, tfi_weight: float,
+                         center: int | None = None) -> torch.Tensor:
+    """``[H, W]`` pseudo-frame at frame ``center`` (default ``T // 2``) of ``spikes [T, H, W]``:
+    ``(1 - b) x`` the TFP of the ``n_tfp`` centred frames ``+ b x`` the TFI searched over the
+    whole window (``T // 2`` frames each side), both x ``scale`` and clamped to [0, 1]. The
+    training pairs' pseudo-frame, and through :func:`spikegen.tasks.deblur.pseudo_frame` the
+    one the weights get at run time."""
+    c = spikes.shape[0] // 2 if center is None else int(center)
+    frame = tfp(spikes, n_tfp, centers=[c], scale=scale)[0]
+    if tfi_weight > 0:
+        ti = (tfi(spikes, v_th=1.0, centers=[c], max_half_window=max(spikes.shape[0] // 2, 1))[0] * scale).clamp(0, 1)
+        frame = ((1.0 - tfi_weight) * frame + tfi_weight * ti).clamp(0, 1)
+    return frame
 
 
 class ReconstructionPairs(SeededDataset):
@@ -83,6 +100,15 @@ class ReconstructionPairs(SeededDataset):
         max_zoom: largest absolute log-zoom over the window (``"images"``; 0.1 = about 10 %).
         max_span: largest number of original frames one window spans (``"video"``).
         scale: ``(low, high)`` random rescale of photos before cropping (``"images"``).
+        tfp_window: frames of the TFP pseudo-frame around the centre (an int or a ``(low,
+            high)`` range drawn per sample, at most the window); ``None`` (default): the whole
+            window. Reconstruction weights that name a ``tfp_window`` are trained this way.
+        tfp_min_spikes: widen that TFP window (up to the whole window) until the mean pixel
+            has fired this many times, as :func:`spikegen.tasks.deblur.pseudo_window` does for
+            weights that name ``tfp_min_spikes``; 0 (default): no widening.
+        tfi: weight ``b`` of the TFI (V_th 1, searched over the whole window) blended into the
+            pseudo-frame, ``(1 - b) TFP + b TFI``, as :func:`spikegen.tasks.deblur.pseudo_frame`
+            makes it for weights that name ``pseudo_tfi = b``; 0 (default): TFP only.
         recursive, exclude, seed, length, augment: as :class:`~spikegen.data.SyntheticPairs`.
 
     Returns (per sample):
@@ -99,7 +125,8 @@ class ReconstructionPairs(SeededDataset):
                  frames: int = 8, rate: Range = (0.05, 0.9), v_th: Range = 1.0, max_shift: float = 16.0,
                  max_zoom: float = 0.08, max_span: float = 2.0, scale: tuple[float, float] | None = (0.5, 1.0),
                  recursive: bool = True, exclude: Iterable[str] = (), seed: int = 0, length: int | None = None,
-                 augment: bool = True) -> None:
+                 augment: bool = True, tfp_window: int | Sequence[int] | None = None, tfp_min_spikes: float = 0.0,
+                 tfi: float = 0.0) -> None:
         if source not in ("images", "video"):
             raise ValueError(f"source must be 'images' or 'video', got {source!r}")
         self.roots = as_roots(root)
@@ -113,6 +140,10 @@ class ReconstructionPairs(SeededDataset):
         if self.rate[1] > 1.0:
             raise ValueError(f"rate is a firing probability per frame, at most 1, got {rate}")
         self.v_th = as_range(v_th, "v_th")
+        self.tfp_window = None if tfp_window is None else _window_range(tfp_window)
+        if not (float(tfp_min_spikes) >= 0 and 0.0 <= float(tfi) <= 1.0):
+            raise ValueError(f"tfp_min_spikes must be >= 0 and tfi in [0, 1], got {tfp_min_spikes}, {tfi}")
+        self.tfp_min_spikes, self.tfi = float(tfp_min_spikes), float(tfi)
         if max_shift < 0 or max_zoom < 0 or max_span < 0:
             raise ValueError("max_shift, max_zoom and max_span must be >= 0")
         self.max_shift, self.max_zoom, self.max_span = float(max_shift), float(max_zoom), float(max_span)
@@ -224,11 +255,20 @@ class ReconstructionPairs(SeededDataset):
         gain = rate * v_th
         spikes = integrate_and_fire(seq[None], v_th=v_th, gain=gain, init="random", generator=g)[0]  # [w,h,w_]
         c = w // 2
-        pseudo = (spikes.float().mean(0) / rate).clamp(0, 1)
+        n_tfp = w
+        if self.tfp_window is None and self.tfi == 0:
+            pseudo = (spikes.float().mean(0) / rate).clamp(0, 1)
+        else:
+            if self.tfp_window is not None:
+                a, b = self.tfp_window
+                n_tfp = a + int(torch.randint(0, b - a + 1, (1,), generator=g)) if b > a else a
+                mean_rate = float(spikes.sum(dtype=torch.float64)) / spikes.numel()
+                n_tfp = widened_window(min(n_tfp, w), w, mean_rate, self.tfp_min_spikes)
+            pseudo = blended_pseudo_frame(spikes, n_tfp, 1.0 / rate, self.tfi)
         start = c - self.frames // 2
         clean = seq[c].clamp(0, 1)
         meta.update({"index": index, "epoch": self.epoch, "seed": self.seed, "sample_seed": self.sample_seed(index),
-                     "window": w, "frames": self.frames, "rate": round(rate, 6), "v_th": v_th, "gain": gain,
+                     "window": w, "tfp_window": n_tfp, "tfi": self.tfi, "frames": self.frames, "rate": round(rate, 6), "v_th": v_th, "gain": gain,
                      "spikes": "if", "init": "random"})
         return {"clean": clean.expand(3, -1, -1).contiguous(), "blurry": pseudo.expand(3, -1, -1).contiguous(),
                 "spikes": spikes[start: start + self.frames].to(torch.uint8).contiguous(), "meta": meta}

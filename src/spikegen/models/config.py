@@ -89,6 +89,9 @@ class SpikeGenConfig:
     # widened within the caller's window until the mean pixel has fired tfp_min_spikes times
     tfp_window: int = 0
     tfp_min_spikes: float = 0.0
+    # reconstruction: weight of the TFI (over the caller's whole window) blended into the TFP
+    # pseudo-frame, (1 - b) TFP + b TFI (spikegen.tasks.deblur.pseudo_frame; 0 = TFP only)
+    pseudo_tfi: float = 0.0
     # masked (MAR) training for K-step generation: mask ratio ~ truncnorm on [mask_ratio_min, 1]
     # (centre 1, std 0.25). 1.0 = always all tokens masked = one-step model (the paper's).
     mask_ratio_min: float = 1.0
@@ -100,6 +103,9 @@ class SpikeGenConfig:
     # clamp clean-latent estimates (None = MAR: no clamp); a list: one bound per latent channel
     sample_clip_x0: float | list[float] | None = None
     sample_temperature: float = 1.0  # default noise temperature of sample() (0 = deterministic)
+    # residual generation: the generated change is multiplied by this at g = 0 (RGB only: the
+    # model deblurs blind, and its change is the least certain; 1 = as generated; docs/model.md)
+    sample_g0_residual: float = 1.0
 
     PRESETS = ("tiny", "base", "large")
 

@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ from spikegen.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, is_image
 from spikegen.models.tiling import sample_tiled, tile_boxes
 from spikegen.outputs import claim_output, is_occupied
 from spikegen.spikes.io import open_spikes
+from spikegen.spikes.reconstruct.playback import widened_window
 from spikegen.spikes.simulate import iter_frames
 from spikegen.weights import load_default_model
 
@@ -119,13 +119,40 @@ def pseudo_window(model: Any, window: int, spikes: Any = None) -> int:
     v = getattr(cfg, "tfp_window", 0)
     if not (isinstance(v, int) and v > 0):
         return int(window)
-    n = int(v)
     need = float(getattr(cfg, "tfp_min_spikes", 0.0) or 0.0)
+    rate = 1.0
     if need > 0 and spikes is not None:
         s = torch.as_tensor(spikes)
         rate = float(s.sum(dtype=torch.float64)) / s.numel() if s.numel() else 0.0  # no float copy
-        n = max(n, math.ceil(need / rate - 1e-9) if rate > 0 else int(window))
-    return min(n, int(window))
+    return widened_window(int(v), int(window), rate, need if spikes is not None else 0.0)
+
+
+def pseudo_frame(model: Any, spikes: Any, center: int, scale: float = 1.0) -> tuple[torch.Tensor, int]:
+    """SpikeGen's "TFP & Spike" pseudo-frame (the RGB branch's input) at frame ``center`` of a
+    caller's window ``spikes [T, H, W]``, and the TFP window it used.
+
+    The TFP over :func:`pseudo_window` frames, x ``scale``; for weights whose config names
+    ``pseudo_tfi = b > 0``, blended as ``(1 - b) * TFP + b * TFI`` with the TFI (V_th 1, the
+    reciprocal inter-spike interval, x ``scale``) searched over the whole window (``T // 2``
+    frames each side, as the TFI row of ``spikegen eval reconstruct``): the TFP is smooth but
+    blurs motion, the TFI sharp but noisy, and their errors are largely independent
+    (docs/model.md, "The pseudo-frame"). Clamped to [0, 1], ``[1, H, W]`` float32.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> m = SimpleNamespace(config=SimpleNamespace(tfp_window=0, pseudo_tfi=0.5))
+        >>> s = torch.zeros(9, 1, 1, dtype=torch.uint8); s[::2] = 1  # rate 5/9, interval 2
+        >>> frame, n = pseudo_frame(m, s, 4)
+        >>> round(float(frame), 4), n    # (5/9 + 1/2) / 2
+        (0.5278, 9)
+    """
+    from spikegen.data.motion import blended_pseudo_frame
+
+    s = torch.as_tensor(spikes)
+    n = pseudo_window(model, s.shape[0], s)
+    b = float(getattr(getattr(model, "config", None), "pseudo_tfi", 0.0) or 0.0)
+    frame = blended_pseudo_frame(s, n, float(scale), b, center)[None]
+    return frame, n
 
 
 def select_frames(num_frames: int, n: int | None, *, lo: int = 0, hi: int | None = None) -> tuple[int, int]:

@@ -35,7 +35,7 @@ from spikegen.report import Report, markdown_table
 from spikegen.spikes.io import load_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.spikes.simulate import integrate_and_fire
-from spikegen.tasks.deblur import deblur_image, pseudo_window
+from spikegen.tasks.deblur import deblur_image, pseudo_frame
 from spikegen.tasks.evaluate import image_scores, tfp_and_spike_gray
 from spikegen.weights import has_default_weights, load_default_model
 
@@ -139,7 +139,7 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
         # Its pseudo-frame window is the weights' own (widened on this sparse clip), as in eval real.
-        pseudo = stretch(tfp(clip, pseudo_window(rec_model, clip.shape[0], clip), centers=[c]))
+        pseudo = stretch(pseudo_frame(rec_model, clip, c)[0])
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
             rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=pseudo)
     for name, img in real_imgs.items():

@@ -26,7 +26,7 @@ from spikegen.outputs import claim_output
 from spikegen.spikes.cfa import check_pattern, demosaic_bilinear, tfi_color, tfp_color
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfi_stream, tfp, tfp_stream
-from spikegen.tasks.deblur import expected_spike_frames, pseudo_window, select_frames
+from spikegen.tasks.deblur import expected_spike_frames, pseudo_frame, select_frames
 # The SpikeGen loader, also under this module's name (callers of the old
 # spikegen.tasks.reconstruct.load_default_model; `eval` looks it up here).
 from spikegen.weights import load_default_model
@@ -62,8 +62,7 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
             lo = min(max(c - half, 0), max(n - window, 0))
             hi = min(lo + window, n)
             s = torch.from_numpy(src.read(lo, hi))
-            rgbs.append(tfp(s, pseudo_window(model, s.shape[0], s), centers=[c - lo], scale=scale)[0].clamp(0, 1)
-                        .expand(3, -1, -1))
+            rgbs.append(pseudo_frame(model, s, c - lo, scale=scale)[0][0].expand(3, -1, -1))
             a, b = select_frames(s.shape[0], min(k, s.shape[0]), lo=c - lo, hi=c - lo + 1) if k else (0, s.shape[0])
             wins.append(s[a:b])
         if len({w.shape[0] for w in wins}) > 1:  # streams shorter than the model's frames

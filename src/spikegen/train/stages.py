@@ -298,9 +298,9 @@ class VaeStage(Stage):
 #: SpikeGenConfig fields ``model.overrides`` may change on top of ``model.init``: the ones that
 #: leave every parameter's shape alone (how training and sampling use the network).
 INIT_OVERRIDABLE = frozenset({
-    "residual", "tfp_window", "tfp_scale", "tfp_rgb", "gamma_mean", "gamma_std", "spike_frames",
+    "residual", "tfp_window", "tfp_min_spikes", "pseudo_tfi", "tfp_scale", "tfp_rgb", "gamma_mean", "gamma_std", "spike_frames",
     "target_sample_posterior", "attn_dropout", "proj_dropout", "grad_checkpointing", "diffusion_batch_mul",
-    "sample_steps", "sampler", "sample_clip_x0", "sample_temperature",
+    "sample_steps", "sampler", "sample_clip_x0", "sample_temperature", "sample_g0_residual",
 })
 
 

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -233,6 +235,20 @@ def tfp_core(
     if not per_centre:
         f = torch.as_tensor(factor, dtype=torch.float32, device=s.device)
         out.mul_(f.view(1, n, 1, 1)).clamp_(0.0, 1.0)
+
+
+def widened_window(n: int, window: int, rate: float, min_spikes: float) -> int:
+    """``n`` frames widened until a pixel firing at ``rate`` per frame fires ``min_spikes``
+    times on average (all ``window`` frames at rate 0), at most ``window``.
+
+    Example:
+        >>> from spikegen.spikes.reconstruct.playback import widened_window
+        >>> widened_window(21, 61, 0.2, 2.0), widened_window(21, 61, 0.05, 2.0), widened_window(21, 61, 0.0, 2.0)
+        (21, 40, 61)
+    """
+    if min_spikes > 0:
+        n = max(n, math.ceil(min_spikes / rate - 1e-9) if rate > 0 else int(window))
+    return min(int(n), int(window))
 
 
 def tfp(

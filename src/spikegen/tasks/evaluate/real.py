@@ -16,7 +16,7 @@ from spikegen.image import stretch
 from spikegen.metrics import brisque, niqe
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
-from spikegen.tasks.deblur import pseudo_window
+from spikegen.tasks.deblur import pseudo_frame
 from spikegen.tasks.evaluate.methods import load_model, parse_methods
 from spikegen.tasks.evaluate.reconstruct import recon_label, tfp_and_spike_gray
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
@@ -97,8 +97,9 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                 return stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
 
             if model is not None:  # SpikeGen's pseudo-frame, once per centre for every g
-                pws.append(pseudo_window(model, w, spikes))
-                pseudo = expose(tfp(spikes, pws[-1], centers=[cc], scale=1.0)[0][None])
+                rate, n_tfp = pseudo_frame(model, spikes, cc)
+                pws.append(n_tfp)
+                pseudo = expose(rate)
             for m in ms:
                 if m.kind == "tfp":
                     preds[m.name] = expose(tfp(spikes, w, centers=[cc], scale=1.0)[0][None])

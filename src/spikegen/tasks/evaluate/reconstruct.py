@@ -15,7 +15,7 @@ from spikegen.data.common import sample_seed
 from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.spikes.reconstruct import tfi, tfp
-from spikegen.tasks.deblur import expected_spike_frames, pseudo_window, select_frames
+from spikegen.tasks.deblur import expected_spike_frames, pseudo_frame, select_frames
 from spikegen.tasks.evaluate.methods import Method, load_model, parse_methods
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
                                              safe_name, save_png, stderr_warn, summarise, write_outputs)
@@ -112,8 +112,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         c = w // 2
         preds: dict[str, torch.Tensor] = {}
         if model is not None:  # SpikeGen's pseudo-frame, once per image for every g
-            pws.append(pseudo_window(model, w, spikes))
-            pseudo = tfp(spikes, pws[-1], centers=[c], scale=rate_scale)[0][None]
+            pseudo, n_tfp = pseudo_frame(model, spikes, c, scale=rate_scale)
+            pws.append(n_tfp)
         for m in ms:
             if m.kind == "tfp":
                 preds[m.name] = tfp(spikes, w, centers=[c], scale=rate_scale)[0][None]

@@ -1,0 +1,113 @@
+"""Sampling settings of the task weights chosen on *training* data (never on the validation
+split ``mcmaster18`` nor on the REDS streams): docs/model.md, "The change at g = 0" and "The
+pseudo-frame of reconstruction".
+
+``g0``: the ``sample_g0_residual`` of deblurring weights. For ``--count`` 256 px centre crops of
+a training photo folder (V_th 1, gain 0.6, 8 spike frames, as ``spikegen eval deblur``), one
+g = 0 sample each; prints the gray PSNR minus the blurry input's with the generated change
+scaled by each factor (in image space: the PCA decoder is linear, so this equals scaling the
+latent change up to clamping), and how many crops beat the blurry input.
+
+``blend``: the ``pseudo_tfi`` of reconstruction weights. For about ``--count`` moving-scene pairs
+of the reconstruction fine-tune's data (photos and videos, firing rates 0.05-0.9, a 61-frame
+window) prints the PSNR of ``(1 - b) TFP + b TFI`` against the gray centre frame for each b (the
+TFP over 21 frames widened to 2 spikes, the TFI searched over the whole window).
+
+    python scripts/sampling_rules.py g0 ../shared/data/images/sun_hays80 --count 20
+    python scripts/sampling_rules.py g0 ../shared/data/images/cbsd68 --count 12
+    python scripts/sampling_rules.py blend --count 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def _report(rows: list[list[float]], labels: list[str], relative: bool) -> None:
+    r = np.array(rows)
+    print("columns:", ", ".join(labels))
+    print("mean   ", " ".join(f"{v:7.3f}" for v in r.mean(0)))
+    print("median ", " ".join(f"{v:7.3f}" for v in np.median(r, 0)))
+    if relative:
+        d = r - r[:, :1]
+        print("- first", " ".join(f"{v:+7.3f}" for v in d.mean(0)))
+        print("above first:", " ".join(str(int((d[:, j] > 0).sum())) for j in range(r.shape[1])), f"of {len(r)}")
+
+
+def g0_rule(root: Path, count: int, weights: str | None, factors: list[float]) -> None:
+    from spikegen.data import SyntheticPairs
+    from spikegen.models import SpikeGen
+    from spikegen.tasks.deblur import deblur_image
+    from spikegen.tasks.evaluate.scoring import deblur_scores
+    from spikegen.weights import load_default_model
+
+    if "mcmaster18" in str(root):
+        raise SystemExit("mcmaster18 is the validation split: choose the rule on training images")
+    m = (SpikeGen.from_pretrained(weights) if weights else load_default_model(task="deblur")).eval()
+    m.config.sample_g0_residual = 1.0  # the change as generated; scaled below
+    ds = SyntheticPairs(root, 256, v_th=1.0, gain=0.6, frames=8, augment=False, seed=0)
+    step = max(1, len(ds) // count)
+    rows = []
+    for i in range(0, min(len(ds), step * count), step):
+        s = ds[i]
+        x, b = s["clean"], s["blurry"]
+        o = deblur_image(m, b, s["spikes"], gamma=0.0, generator=torch.Generator().manual_seed(i)).image
+        rows.append([deblur_scores(b, x)["psnr_gray"]]
+                    + [deblur_scores((b + f * (o - b)).clamp(0, 1), x)["psnr_gray"] for f in factors])
+        print(i, " ".join(f"{v:.2f}" for v in rows[-1]), flush=True)
+    _report(rows, ["blurry"] + [f"x{f:g}" for f in factors], relative=True)
+
+
+def blend_rule(count: int, weights_b: list[float]) -> None:
+    from spikegen.data import ReconstructionPairs
+    from spikegen.data.motion import blended_pseudo_frame
+    from spikegen.metrics import psnr
+    from spikegen.spikes.reconstruct.playback import widened_window
+    from spikegen.spikes.simulate import integrate_and_fire
+
+    q = lambda x: (x.clamp(0, 1) * 255).round() / 255  # noqa: E731  (8-bit, as the evaluation)
+    rows = []
+    for source, root in (("images", SHARED / "images"), ("video", SHARED / "video")):
+        ds = ReconstructionPairs(root, 128, source=source, exclude=["mcmaster18"], window=61, seed=3)
+        step = max(1, len(ds) // count)
+        for i in range(0, len(ds), step):
+            g = ds.generator(i)
+            seq, _ = (ds._still_sequence if source == "images" else ds._video_sequence)(i, 61, g)
+            rate = math.exp(math.log(0.05) + (math.log(0.9) - math.log(0.05)) * float(torch.rand(1, generator=g)))
+            s = integrate_and_fire(seq[None], v_th=1.0, gain=rate, init="random", generator=g)[0]
+            n = widened_window(21, 61, float(s.sum(dtype=torch.float64)) / s.numel(), 2.0)
+            gt = seq[30][None]
+            rows.append([float(psnr(q(blended_pseudo_frame(s, n, 1.0 / rate, b)[None]), gt)) for b in weights_b])
+    _report(rows, [f"b={b:g}" for b in weights_b], relative=False)
+    print(f"{len(rows)} pairs")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="rule", required=True)
+    a = sub.add_parser("g0", help="sample_g0_residual of deblurring weights")
+    a.add_argument("root", type=Path, help="a training photo folder (not mcmaster18)")
+    a.add_argument("--count", type=int, default=20)
+    a.add_argument("--weights", default=None, help="deblurring weights (default: the shipped ones)")
+    a.add_argument("--factors", default="0.125,0.25,0.375,0.5,0.75,1")
+    b = sub.add_parser("blend", help="pseudo_tfi of reconstruction weights")
+    b.add_argument("--count", type=int, default=40, help="about this many pairs per source")
+    b.add_argument("--weights-b", default="0,0.5,0.6,0.7,0.8,0.9,1")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.rule == "g0":
+        g0_rule(args.root, args.count, args.weights, [float(f) for f in args.factors.split(",")])
+    else:
+        blend_rule(args.count, [float(f) for f in args.weights_b.split(",")])
+
+
+if __name__ == "__main__":
+    main()
