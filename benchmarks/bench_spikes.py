@@ -3,7 +3,8 @@
 Prints a table (this is not a test). Every row times a spikegen function and the matching
 reference of ``../shared/bench/reference_kernels.py`` (loaded from there at run time, never
 copied: ``$SPIKEGEN_SHARED/bench`` or the ``shared`` folder next to the repository), checks
-that the outputs agree, and prints the medians of ``--repeats`` runs (>= 5; the two are timed
+that the outputs agree, and prints the medians of ``--repeats`` runs (>= 5, more for calls of a
+few milliseconds until the row has run 1 s; the two are timed
 alternately, so both see the same machine load) and the ratio spikegen / reference (lower is
 better; the goal is <= 1.0 on every row). The ratio of process CPU times is printed too: on a
 busy machine it is the steadier figure (it leaves out the time the process waits for a core).
@@ -80,13 +81,22 @@ def load_references():
 
 
 # ----------------------------------------------------------------------------- timing
+MIN_SECONDS = 1.0  # short rows repeat until both sides together ran this long (medians of
+MAX_REPEATS = 301  # a handful of millisecond calls move by 10-30 % on a shared machine)
+
+
 def paired_time(ours, ref, repeats: int):
     """Median wall and CPU times of ``ours`` and ``ref``, run alternately (after one warm-up
-    run each, whose results are returned for the checks)."""
+    run each, whose results are returned for the checks): ``repeats`` pairs, or more for short
+    calls, until the pairs took ``MIN_SECONDS`` (at most ``MAX_REPEATS``)."""
     out_ours, out_ref = ours(), ref()
     wall = {0: [], 1: []}
     cpu = {0: [], 1: []}
-    for i in range(repeats):
+    i = -1
+    while True:
+        i += 1
+        if i >= repeats and (sum(wall[0]) + sum(wall[1]) >= MIN_SECONDS or i >= MAX_REPEATS):
+            break
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for k in order:
             fn = ours if k == 0 else ref
@@ -321,7 +331,7 @@ def main() -> None:
     except OSError:
         load = "load average unknown"
     print(f"spikegen benchmark: torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} "
-          f"torch thread(s), {os.cpu_count()} CPUs, {load}, median of {args.repeats} runs"
+          f"torch thread(s), {os.cpu_count()} CPUs, {load}, median of >= {args.repeats} runs (short rows: >= 1 s of runs)"
           f"{' (quick sizes)' if args.quick else ''}\nreferences: {ref_path}", flush=True)
     rows: list[tuple] = []
     notes: list[str] = []

@@ -41,6 +41,22 @@ def dat(tmp_path, x) -> Path:
 DAT = ["--height", H, "--width", W]
 
 
+@pytest.fixture
+def sample_inputs(monkeypatch) -> list:
+    """The ``(rgb, spikes)`` of every ``SpikeGen.sample`` call (the model still runs)."""
+    from spikegen.models import SpikeGen
+
+    seen: list = []
+    real = SpikeGen.sample
+
+    def spy(self, rgb=None, spikes=None, **kw):
+        seen.append((rgb, spikes))
+        return real(self, rgb=rgb, spikes=spikes, **kw)
+
+    monkeypatch.setattr(SpikeGen, "sample", spy)
+    return seen
+
+
 def test_info_time_window_equals_the_frame_window(dat, capsys):
     by_time = json.loads(run(["info", dat, *DAT, "--json", "--start", "5ms", "--end", "10ms"], capsys)[1])
     by_frame = json.loads(run(["info", dat, *DAT, "--json", "--start", "100", "--end", "200"], capsys)[1])
@@ -136,7 +152,7 @@ def test_deblur_time_window_equals_the_frame_window(dat, tmp_path, x):
         deblur_file(blurry, dat, tmp_path / "o9.png", model=FakeModel(), end="1s", progress=False)
 
 
-def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir, monkeypatch):
+def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir, sample_inputs):
     """``reconstruct --method spikegen`` feeds SpikeGen what ``eval reconstruct`` does: the
     window's TFP x the model's tfp_scale as the RGB input and the centre 8 spike frames."""
     from spikegen.models import SpikeGen
@@ -146,25 +162,18 @@ def test_reconstruct_spikegen_gets_the_eval_protocols_inputs(tmp_path, tiny_dir,
     rng = np.random.default_rng(0)
     spikes = (rng.random((60, 16, 16)) < 0.3).astype(np.uint8)
     f = save_spikes(tmp_path / "s.npz", spikes)
-    seen = {}
-    real = SpikeGen.sample
-
-    def spy(self, rgb=None, spikes=None, **kw):
-        seen["rgb"], seen["spikes"] = rgb, spikes
-        return real(self, rgb=rgb, spikes=spikes, **kw)
-
-    monkeypatch.setattr(SpikeGen, "sample", spy)
     out = reconstruct_file(f, tmp_path / "o.png", method="spikegen", window=41, frame=30, weights=tiny_dir,
                            steps=2, progress=False)
     assert out.is_file()
     lo = 30 - 20
-    assert torch.equal(seen["spikes"][0].reshape(8, 16, 16), torch.from_numpy(spikes[26:34]))
+    rgb, sp = sample_inputs[0]
+    assert torch.equal(sp[0].reshape(8, 16, 16), torch.from_numpy(spikes[26:34]))
     scale = SpikeGen.from_pretrained(tiny_dir).config.tfp_scale
     want = tfp(torch.from_numpy(spikes[lo:lo + 41]), 41, centers=[20], scale=scale)[0].clamp(0, 1)
-    assert torch.allclose(seen["rgb"][0, 0], want) and torch.equal(seen["rgb"][0, 0], seen["rgb"][0, 2])
+    assert torch.allclose(rgb[0, 0], want) and torch.equal(rgb[0, 0], rgb[0, 2])
 
 
-def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, monkeypatch):
+def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, sample_inputs):
     """Weights that name ``tfp_window`` get the TFP of that many centred frames (out of 61 by
     default), at most ``window``, and more on a sparse stream (``tfp_min_spikes``)."""
     import json
@@ -184,14 +193,6 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, mo
     f = save_spikes(tmp_path / "s.npz", spikes)
     sparse = (rng.random((80, 16, 16)) < 0.05).astype(np.uint8)  # 2 spikes need about 40 frames
     fs = save_spikes(tmp_path / "sparse.npz", sparse)
-    seen = []
-    real = SpikeGen.sample
-
-    def spy(self, rgb=None, spikes=None, **kw):
-        seen.append(rgb)
-        return real(self, rgb=rgb, spikes=spikes, **kw)
-
-    monkeypatch.setattr(SpikeGen, "sample", spy)
     scale = SpikeGen.from_pretrained(w).config.tfp_scale
     for i, (src, window, n) in enumerate([(spikes, None, 21), (spikes, 15, 15), (sparse, None, None)]):
         reconstruct_file(fs if src is sparse else f, tmp_path / f"o{i}.png", method="spikegen", window=window,
@@ -202,11 +203,11 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, mo
             assert 30 < n < 61
         lo = 40 - n // 2
         want = tfp(torch.from_numpy(src[lo:lo + n]), n, centers=[40 - lo], scale=scale)[0].clamp(0, 1)
-        assert torch.allclose(seen[i][0, 0], want, atol=1e-6)
-    assert not torch.allclose(seen[0], seen[1])
+        assert torch.allclose(sample_inputs[i][0][0, 0], want, atol=1e-6)
+    assert not torch.allclose(sample_inputs[0][0], sample_inputs[1][0])
 
 
-def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tiny_dir, monkeypatch):
+def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tiny_dir, sample_inputs):
     """Weights that name ``pseudo_tfi = b`` get ``(1 - b) TFP + b TFI`` as their RGB input: the
     TFP over the weights' ``tfp_window``, the TFI searched over the whole 61-frame window, both
     at the weights' ``tfp_scale``; ``eval reconstruct`` makes the same frame (pseudo_frame)."""
@@ -225,21 +226,13 @@ def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tin
     rng = np.random.default_rng(2)
     spikes = (rng.random((80, 16, 16)) < rng.uniform(0.02, 0.6, (1, 16, 16))).astype(np.uint8)
     f = save_spikes(tmp_path / "s.npz", spikes)
-    seen = []
-    real = SpikeGen.sample
-
-    def spy(self, rgb=None, spikes=None, **kw):
-        seen.append(rgb)
-        return real(self, rgb=rgb, spikes=spikes, **kw)
-
-    monkeypatch.setattr(SpikeGen, "sample", spy)
     model = SpikeGen.from_pretrained(w)
     reconstruct_file(f, tmp_path / "o.png", method="spikegen", frame=40, weights=w, steps=2, progress=False)
     win = torch.from_numpy(spikes[10:71])  # the 61 frames around frame 40
     t = tfp(win, 21, centers=[30], scale=model.config.tfp_scale)[0]
     ti = (tfi(win, v_th=1.0, centers=[30], max_half_window=30)[0] * model.config.tfp_scale).clamp(0, 1)
     want = (0.3 * t + 0.7 * ti).clamp(0, 1)
-    assert torch.allclose(seen[0][0, 0], want, atol=1e-6)
+    assert torch.allclose(sample_inputs[0][0][0, 0], want, atol=1e-6)
     assert float((want - t).abs().max()) > 0.1  # the blend is not the TFP
     frame, n = pseudo_frame(model, win, 30, scale=model.config.tfp_scale)
     assert n == 21 and torch.allclose(frame[0], want, atol=1e-6)
