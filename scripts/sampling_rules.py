@@ -16,6 +16,11 @@ TFP over 21 frames widened to 2 spikes, the TFI searched over the whole window).
     python scripts/sampling_rules.py g0 ../shared/data/images/sun_hays80 --count 20
     python scripts/sampling_rules.py g0 ../shared/data/images/cbsd68 --count 12
     python scripts/sampling_rules.py blend --count 40
+    python scripts/sampling_rules.py clip configs/tiny_finetune_reconstruct_blend.yaml WEIGHTS --clips 1.5,2.5,4
+
+``clip``: the ``sample_clip_x0`` of task weights by a sweep on ``--count`` pairs of the weights'
+own training configuration (seed 999, a random subset): mean gray PSNR of the g = 0.5 samples
+at temperature 0 for each clip, and of the input (the blurry image or the pseudo-frame).
 """
 
 from __future__ import annotations
@@ -90,6 +95,28 @@ def blend_rule(count: int, weights_b: list[float]) -> None:
     print(f"{len(rows)} pairs")
 
 
+def clip_rule(config: Path, weights: str, count: int, clips: list[float]) -> None:
+    from spikegen.degrade import rgb_to_gray
+    from spikegen.metrics import psnr
+    from spikegen.models import SpikeGen
+    from spikegen.train import load_config
+    from spikegen.train.stages import build_stage
+
+    ds = build_stage(load_config(config, [f"model.init={weights}", "seed=999"])).build_dataset()
+    m = SpikeGen.from_pretrained(weights).eval()
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(123))[:count].tolist()
+    items = [ds[i] for i in idx]
+    rgb = torch.stack([s["blurry"] for s in items]).float()
+    spikes = torch.stack([s["spikes"] for s in items])
+    x = rgb_to_gray(torch.stack([s["clean"] for s in items]).float())
+    score = lambda y: float(np.mean([float(psnr(rgb_to_gray(y[i:i + 1]), x[i:i + 1])) for i in range(len(items))]))  # noqa: E731
+    print(f"input: {score(rgb):.2f} dB ({len(items)} training pairs)")
+    for c in clips:
+        out = m.sample(rgb=rgb, spikes=spikes, gamma=0.5, temperature=0.0, clip_x0=c,
+                       generator=torch.Generator().manual_seed(0))
+        print(f"clip {c:g}: {score(out):.2f} dB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="rule", required=True)
@@ -101,12 +128,19 @@ def main() -> None:
     b = sub.add_parser("blend", help="pseudo_tfi of reconstruction weights")
     b.add_argument("--count", type=int, default=40, help="about this many pairs per source")
     b.add_argument("--weights-b", default="0,0.5,0.6,0.7,0.8,0.9,1")
+    c = sub.add_parser("clip", help="sample_clip_x0 of task weights, on their training pairs")
+    c.add_argument("config", type=Path, help="the weights' training configuration")
+    c.add_argument("weights", help="an exported SpikeGen folder")
+    c.add_argument("--count", type=int, default=32)
+    c.add_argument("--clips", default="1.5,2.5,4")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.rule == "g0":
         g0_rule(args.root, args.count, args.weights, [float(f) for f in args.factors.split(",")])
-    else:
+    elif args.rule == "blend":
         blend_rule(args.count, [float(f) for f in args.weights_b.split(",")])
+    else:
+        clip_rule(args.config, args.weights, args.count, [float(f) for f in args.clips.split(",")])
 
 
 if __name__ == "__main__":
