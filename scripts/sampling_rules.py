@@ -10,8 +10,9 @@ latent change up to clamping), and how many crops beat the blurry input.
 
 ``blend``: the ``pseudo_tfi`` of reconstruction weights. For about ``--count`` moving-scene pairs
 of the reconstruction fine-tune's data (photos and videos, firing rates 0.05-0.9, a 61-frame
-window) prints the PSNR of ``(1 - b) TFP + b TFI`` against the gray centre frame for each b (the
-TFP over 21 frames widened to 2 spikes, the TFI searched over the whole window).
+window) prints the PSNR of ``(1 - b) TFP + b TFI`` against the gray centre frame for each fixed
+b and for the per-pixel inverse-variance weight ``ivw`` (the TFP over 21 frames widened to 2
+spikes, the TFI searched over the whole window), overall and by firing rate.
 
     python scripts/sampling_rules.py g0 ../shared/data/images/sun_hays80 --count 20
     python scripts/sampling_rules.py g0 ../shared/data/images/cbsd68 --count 12
@@ -71,7 +72,7 @@ def g0_rule(root: Path, count: int, weights: str | None, factors: list[float]) -
     _report(rows, ["blurry"] + [f"x{f:g}" for f in factors], relative=True)
 
 
-def blend_rule(count: int, weights_b: list[float]) -> None:
+def blend_rule(count: int, weights_b: list[float | str]) -> None:
     from spikegen.data import ReconstructionPairs
     from spikegen.data.motion import blended_pseudo_frame
     from spikegen.metrics import psnr
@@ -79,7 +80,7 @@ def blend_rule(count: int, weights_b: list[float]) -> None:
     from spikegen.spikes.simulate import integrate_and_fire
 
     q = lambda x: (x.clamp(0, 1) * 255).round() / 255  # noqa: E731  (8-bit, as the evaluation)
-    rows = []
+    rows, bins = [], []
     for source, root in (("images", SHARED / "images"), ("video", SHARED / "video")):
         ds = ReconstructionPairs(root, 128, source=source, exclude=["mcmaster18"], window=61, seed=3)
         step = max(1, len(ds) // count)
@@ -91,7 +92,12 @@ def blend_rule(count: int, weights_b: list[float]) -> None:
             n = widened_window(21, 61, float(s.sum(dtype=torch.float64)) / s.numel(), 2.0)
             gt = seq[30][None]
             rows.append([float(psnr(q(blended_pseudo_frame(s, n, 1.0 / rate, b)[None]), gt)) for b in weights_b])
-    _report(rows, [f"b={b:g}" for b in weights_b], relative=False)
+            bins.append("rate < 0.15" if rate < 0.15 else ("rate < 0.45" if rate < 0.45 else "rate >= 0.45"))
+    labels = [f"b={b}" for b in weights_b]
+    _report(rows, labels, relative=False)
+    for name in ("rate < 0.15", "rate < 0.45", "rate >= 0.45"):
+        sel = [r for r, k in zip(rows, bins) if k == name]
+        print(f"{name:12s} ({len(sel)})", " ".join(f"{v:7.3f}" for v in np.mean(sel, 0)))
     print(f"{len(rows)} pairs")
 
 
@@ -127,7 +133,7 @@ def main() -> None:
     a.add_argument("--factors", default="0.125,0.25,0.375,0.5,0.75,1")
     b = sub.add_parser("blend", help="pseudo_tfi of reconstruction weights")
     b.add_argument("--count", type=int, default=40, help="about this many pairs per source")
-    b.add_argument("--weights-b", default="0,0.5,0.6,0.7,0.8,0.9,1")
+    b.add_argument("--weights-b", default="0,0.5,0.6,0.7,0.8,0.9,1,ivw")
     c = sub.add_parser("clip", help="sample_clip_x0 of task weights, on their training pairs")
     c.add_argument("config", type=Path, help="the weights' training configuration")
     c.add_argument("weights", help="an exported SpikeGen folder")
@@ -138,7 +144,7 @@ def main() -> None:
     if args.rule == "g0":
         g0_rule(args.root, args.count, args.weights, [float(f) for f in args.factors.split(",")])
     elif args.rule == "blend":
-        blend_rule(args.count, [float(f) for f in args.weights_b.split(",")])
+        blend_rule(args.count, [f if f == "ivw" else float(f) for f in args.weights_b.split(",")])
     else:
         clip_rule(args.config, args.weights, args.count, [float(f) for f in args.clips.split(",")])
 

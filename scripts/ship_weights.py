@@ -45,9 +45,9 @@ def main() -> None:
     ap.add_argument("--tfp-min-spikes", type=float, default=None,
                     help="tfp_min_spikes to store (widen the pseudo-frame window until the mean pixel has fired this "
                          "often; tiny-pca/reconstruct: 2); default: the export's")
-    ap.add_argument("--pseudo-tfi", type=float, default=None,
-                    help="pseudo_tfi to store (weight of the TFI in the reconstruction pseudo-frame; "
-                         "tiny-pca/reconstruct: 0.7); default: the export's")
+    ap.add_argument("--pseudo-tfi", default=None,
+                    help="pseudo_tfi to store (the TFI's weight in the reconstruction pseudo-frame, a number or "
+                         "'ivw'; tiny-pca/reconstruct: ivw); default: the export's")
     ap.add_argument("--g0-residual", type=float, default=None,
                     help="sample_g0_residual to store (the generated change at g = 0 scaled by this; "
                          "tiny-pca/deblur: see its MODEL_CARD); default: the export's")
@@ -68,7 +68,7 @@ def main() -> None:
     if args.tfp_min_spikes is not None:
         cfg.update(tfp_min_spikes=args.tfp_min_spikes)
     if args.pseudo_tfi is not None:
-        cfg.update(pseudo_tfi=args.pseudo_tfi)
+        cfg.update(pseudo_tfi=args.pseudo_tfi if args.pseudo_tfi == "ivw" else float(args.pseudo_tfi))
     if args.g0_residual is not None:
         cfg.update(sample_g0_residual=args.g0_residual)
     (args.dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -287,7 +287,7 @@ eval_app = typer.Typer(help="Evaluate methods by the paper's protocols; writes t
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 EvalOutput = Annotated[Path, typer.Option("-o", "--output", help="Output folder: results.json/.csv/.md, report.html, images/.")]
-EvalMethods = Annotated[Optional[str], typer.Option(help="Comma-separated: blurry, tfp, tfi, spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real (default: all of the task's).")]
+EvalMethods = Annotated[Optional[str], typer.Option(help="Comma-separated: blurry (deblur), tfp, tfi, blend (reconstruct/real: the TFP/TFI inverse-variance blend), spikegen-G (G in [0,1]); spikegen = TFP & Spike for reconstruct/real (default: all of the task's).")]
 EvalLimit = Annotated[Optional[int], typer.Option(help="Evaluate only the first N items (sorted).")]
 EvalWeights = Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped weights; SpikeGen rows are skipped with a warning when there are none).")]
 EvalSteps = Annotated[Optional[int], typer.Option(help="Diffusion steps (default: the model's; 25 for tiny).")]

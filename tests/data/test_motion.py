@@ -69,39 +69,44 @@ def test_pseudo_frame_is_tfp_at_its_intensity_scale(tmp_path: Path, png, texture
 
 def test_pseudo_frame_window_and_tfi_blend(tmp_path: Path, png, image_tree: Path):
     """``tfp_window`` narrows the TFP to centred frames of the window (widened on sparse
-    windows by ``tfp_min_spikes``), ``tfi`` blends in the TFI of the whole window, both at the
-    intensity scale: the frame :func:`spikegen.tasks.deblur.pseudo_frame` gives the weights at
-    run time, for a window centred the dataset's way."""
+    windows by ``tfp_min_spikes``), ``tfi`` blends in the TFI of the whole window (a fixed
+    weight, or per pixel by inverse variance: ``"ivw"``), at the intensity scale: the frame
+    :func:`spikegen.tasks.deblur.pseudo_frame` gives the weights at run time, for a window
+    centred the dataset's way."""
     from types import SimpleNamespace
 
     from spikegen.data.motion import blended_pseudo_frame
     from spikegen.spikes.reconstruct import tfi, tfp
     from spikegen.tasks.deblur import pseudo_frame
 
-    s = (torch.rand(41, 12, 12, generator=torch.Generator().manual_seed(3)) < torch.linspace(0.03, 0.7, 12)).to(torch.uint8)
-    got = blended_pseudo_frame(s, 21, 1.5, 0.7)
-    want = (0.3 * tfp(s, 21, centers=[20], scale=1.5)[0]
-            + 0.7 * (tfi(s, v_th=1.0, centers=[20], max_half_window=20)[0] * 1.5).clamp(0, 1)).clamp(0, 1)
-    assert torch.allclose(got, want, atol=1e-6) and not torch.allclose(got, tfp(s, 21, centers=[20], scale=1.5)[0])
-    model = SimpleNamespace(config=SimpleNamespace(tfp_window=21, tfp_min_spikes=0.0, pseudo_tfi=0.7))
+    s = (torch.rand(41, 12, 12, generator=torch.Generator().manual_seed(3)) < torch.linspace(0.03, 0.9, 12)).to(torch.uint8)
+    rate, ti = tfp(s, 21, centers=[20])[0], tfi(s, v_th=1.0, centers=[20], max_half_window=20)[0]
+    assert torch.allclose(blended_pseudo_frame(s, 21, 1.5, 0.7), ((0.3 * rate + 0.7 * ti) * 1.5).clamp(0, 1), atol=1e-6)
+    assert torch.equal(blended_pseudo_frame(s, 21, 1.5, 0), tfp(s, 21, centers=[20], scale=1.5)[0])
+    b = 1 / (1 + (21 * rate ** 2) ** 2)
+    got = blended_pseudo_frame(s, 21, 1.5, "ivw")
+    assert torch.allclose(got, (((1 - b) * rate + b * ti) * 1.5).clamp(0, 1), atol=1e-6)
+    assert float(b[:, 0].min()) > 0.95 and float(b[:, -1].max()) < 0.05  # sparse: the TFI; dense: the TFP
+    model = SimpleNamespace(config=SimpleNamespace(tfp_window=21, tfp_min_spikes=0.0, pseudo_tfi="ivw"))
     frame, n = pseudo_frame(model, s, 20, scale=1.5)
     assert n == 21 and torch.allclose(frame[0], got, atol=1e-6)  # run time = training
     png(tmp_path / "flat.png", torch.full((40, 40, 3), 0.5).numpy())
     kw = dict(window=(31, 41), frames=8, max_shift=0, max_zoom=0, seed=7)
-    for rate in (0.1, 0.8):  # at its intensity scale: a flat 0.5 scene stays about 0.5
-        b = ReconstructionPairs(tmp_path, 32, rate=rate, tfp_window=(15, 21), tfp_min_spikes=2.0, tfi=0.7, **kw)[0]
-        assert abs(b["blurry"].mean().item() - 0.5) < 0.06
-        m = b["meta"]
-        if rate == 0.8:
-            assert 15 <= m["tfp_window"] <= 21 and m["tfi"] == 0.7
+    for r in (0.1, 0.8):  # at its intensity scale: a flat 0.5 scene stays about 0.5
+        x = ReconstructionPairs(tmp_path, 32, rate=r, tfp_window=(15, 21), tfp_min_spikes=2.0, tfi="ivw", **kw)[0]
+        assert abs(x["blurry"].mean().item() - 0.5) < 0.06
+        m = x["meta"]
+        if r == 0.8:
+            assert 15 <= m["tfp_window"] <= 21 and m["tfi"] == "ivw"
         else:  # 0.05 spikes a frame: 2 spikes need 40 frames, widened up to the whole window
             assert m["tfp_window"] == m["window"]
     plain = ReconstructionPairs(image_tree, 32, window=(31, 41), seed=7)[0]
     blend = ReconstructionPairs(image_tree, 32, window=(31, 41), seed=7, tfp_window=(15, 21), tfi=0.7)[0]
     assert torch.equal(plain["clean"], blend["clean"]) and torch.equal(plain["spikes"], blend["spikes"])
     assert not torch.equal(plain["blurry"], blend["blurry"])
-    with pytest.raises(ValueError, match="tfi"):
-        ReconstructionPairs(image_tree, 32, tfi=1.5)
+    for bad in (1.5, "mean", None):
+        with pytest.raises(ValueError, match="TFI weight"):
+            ReconstructionPairs(image_tree, 32, tfi=bad)
 
 
 def test_rates_are_drawn_log_uniformly_over_the_range(image_tree: Path):

@@ -163,7 +163,11 @@ def test_eval_reconstruct_tfp_of_a_constant_rate_stream(tmp_path, tiny_dir):
     write_dat(root / "spike" / "scene_key_id31.dat", _periodic(0.3, 61, h, w))
     save_image(root / "gt" / "scene_key_id31.png", torch.full((1, h, w), 0.5))
     res = evaluate_reconstruct(root, tmp_path / "e", weights=tiny_dir, steps=2, progress=False)
-    assert res["methods"] == ["tfp", "tfi", "spikegen"]
+    assert res["methods"] == ["tfp", "tfi", "blend", "spikegen"]
+    # the TFP/TFI blend of a rate-0.3 stream: about 0.3 / 0.6 (TFP-21 6 or 7 spikes, TFI 1/3 or 1/4)
+    blend_img = load_image(tmp_path / "e" / "images" / "000_scene_key_id31_blend.png", gray=True)
+    assert abs(float(blend_img.mean()) - 0.5) < 0.06 and "inverse" not in res["protocol"]["tfp"]
+    assert "(n r^2)^2" in res["protocol"]["blend"]
     # 61 frames at rate 0.3 hold floor(61 * 0.3) = 18 spikes: TFP = 18 / 61 / 0.6 = 0.4918 -> 125 in 8 bits
     tfp_img = load_image(tmp_path / "e" / "images" / "000_scene_key_id31_tfp.png", gray=True)
     assert torch.all((tfp_img * 255).round() == 125)
@@ -228,8 +232,8 @@ def test_eval_real_on_an_npz(tmp_path, tiny_dir):
     save_spikes(tmp_path / "real" / "cap.npz", (g.random((40, 100, 100)) < rate).astype(np.uint8))
     res = evaluate_real(tmp_path / "real", tmp_path / "e", window=21, centers=2, weights=tiny_dir, steps=2,
                         progress=False)
-    assert [r["image"] for r in res["per_image"]][::3] == ["cap.npz@13", "cap.npz@27"]
-    assert {r["method"] for r in res["summary"]} == {"tfp", "tfi", "spikegen"}
+    assert [r["image"] for r in res["per_image"]][::4] == ["cap.npz@13", "cap.npz@27"]
+    assert {r["method"] for r in res["summary"]} == {"tfp", "tfi", "blend", "spikegen"}
     for r in res["summary"]:
         assert r["n"] == 2 and math.isfinite(r["niqe"]) and math.isfinite(r["brisque"])
     assert (tmp_path / "e" / "images" / "000_cap_000013_spikes.png").is_file()
@@ -249,6 +253,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path, image_dir):
         evaluate_deblur(image_dir, tmp_path / "e4", methods="tfp,sharpen", progress=False)
     with pytest.raises(SpikeGenError, match="'blurry' needs an RGB input"):
         parse_methods("blurry", "reconstruct")
+    with pytest.raises(SpikeGenError, match="'blend' is a reconstruction"):
+        parse_methods("blend", "deblur")
+    assert [m.label for m in parse_methods("blend,tfi", "real")] == ["TFP/TFI blend", "TFI"]
     with pytest.raises(SpikeGenError, match=r"\[0, 1\]"):
         parse_methods("spikegen-2", "deblur")
     with pytest.raises(SpikeGenError, match="--vth"):

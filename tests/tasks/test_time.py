@@ -208,12 +208,14 @@ def test_reconstruct_spikegen_uses_the_weights_tfp_window(tmp_path, tiny_dir, sa
 
 
 def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tiny_dir, sample_inputs):
-    """Weights that name ``pseudo_tfi = b`` get ``(1 - b) TFP + b TFI`` as their RGB input: the
-    TFP over the weights' ``tfp_window``, the TFI searched over the whole 61-frame window, both
-    at the weights' ``tfp_scale``; ``eval reconstruct`` makes the same frame (pseudo_frame)."""
+    """Weights that name ``pseudo_tfi`` get the TFP blended with the TFI as their RGB input:
+    the TFP over the weights' ``tfp_window``, the TFI searched over the whole 61-frame window,
+    per pixel by inverse variance (``"ivw"``) or with a fixed weight, at the weights'
+    ``tfp_scale``; ``eval reconstruct`` makes the same frame (pseudo_frame)."""
     import json
     import shutil
 
+    from spikegen.errors import SpikeGenError
     from spikegen.models import SpikeGen
     from spikegen.spikes.reconstruct import tfi, tfp
     from spikegen.tasks.deblur import pseudo_frame
@@ -222,20 +224,26 @@ def test_reconstruct_spikegen_blends_the_tfi_into_the_pseudo_frame(tmp_path, tin
     w = tmp_path / "w"
     shutil.copytree(tiny_dir, w)
     cfg = json.loads((w / "config.json").read_text())
-    (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21, "pseudo_tfi": 0.7}))
     rng = np.random.default_rng(2)
-    spikes = (rng.random((80, 16, 16)) < rng.uniform(0.02, 0.6, (1, 16, 16))).astype(np.uint8)
+    spikes = (rng.random((80, 16, 16)) < rng.uniform(0.02, 0.9, (1, 16, 16))).astype(np.uint8)
     f = save_spikes(tmp_path / "s.npz", spikes)
-    model = SpikeGen.from_pretrained(w)
-    reconstruct_file(f, tmp_path / "o.png", method="spikegen", frame=40, weights=w, steps=2, progress=False)
     win = torch.from_numpy(spikes[10:71])  # the 61 frames around frame 40
-    t = tfp(win, 21, centers=[30], scale=model.config.tfp_scale)[0]
-    ti = (tfi(win, v_th=1.0, centers=[30], max_half_window=30)[0] * model.config.tfp_scale).clamp(0, 1)
-    want = (0.3 * t + 0.7 * ti).clamp(0, 1)
-    assert torch.allclose(sample_inputs[0][0][0, 0], want, atol=1e-6)
-    assert float((want - t).abs().max()) > 0.1  # the blend is not the TFP
-    frame, n = pseudo_frame(model, win, 30, scale=model.config.tfp_scale)
-    assert n == 21 and torch.allclose(frame[0], want, atol=1e-6)
+    rate = tfp(win, 21, centers=[30])[0]
+    ti = tfi(win, v_th=1.0, centers=[30], max_half_window=30)[0]
+    for i, blend in enumerate(("ivw", 0.7)):
+        (w / "config.json").write_text(json.dumps({**cfg, "tfp_window": 21, "pseudo_tfi": blend}))
+        model = SpikeGen.from_pretrained(w)
+        scale = model.config.tfp_scale
+        reconstruct_file(f, tmp_path / f"o{i}.png", method="spikegen", frame=40, weights=w, steps=2, progress=False)
+        b = 1 / (1 + (21 * rate ** 2) ** 2) if blend == "ivw" else blend
+        want = (((1 - b) * rate + b * ti) * scale).clamp(0, 1)
+        assert torch.allclose(sample_inputs[i][0][0, 0], want, atol=1e-6)
+        assert float((want - (rate * scale).clamp(0, 1)).abs().max()) > 0.1  # the blend is not the TFP
+        frame, n = pseudo_frame(model, win, 30, scale=scale)
+        assert n == 21 and torch.allclose(frame[0], want, atol=1e-6)
+    (w / "config.json").write_text(json.dumps({**cfg, "pseudo_tfi": "median"}))
+    with pytest.raises(SpikeGenError, match="pseudo_tfi"):
+        pseudo_frame(SpikeGen.from_pretrained(w), win, 30)
 
 
 def test_reconstruct_spikegen_default_window_fits_a_short_stream(tmp_path, tiny_dir):

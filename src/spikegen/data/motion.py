@@ -58,7 +58,7 @@ from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.spikes.reconstruct.playback import widened_window
 from spikegen.spikes.simulate import integrate_and_fire
 
-__all__ = ["ReconstructionPairs", "blended_pseudo_frame"]
+__all__ = ["ReconstructionPairs", "blended_pseudo_frame", "tfi_weight", "tfp_tfi_blend"]
 
 
 def _window_range(window: int | Sequence[int]) -> tuple[int, int]:
@@ -68,19 +68,63 @@ def _window_range(window: int | Sequence[int]) -> tuple[int, int]:
     return lo, hi
 
 
-def blended_pseudo_frame(spikes: torch.Tensor, n_tfp: int, scale: float, tfi_weight: float,
+def tfi_weight(value: float | str) -> float | str:
+    """A pseudo-frame TFI weight: a number in [0, 1] or ``"ivw"`` (else ``ValueError``)."""
+    if value == "ivw":
+        return "ivw"
+    try:
+        b = float(value)
+    except (TypeError, ValueError):
+        b = float("nan")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"the pseudo-frame's TFI weight must be a number in [0, 1] or 'ivw', got {value!r}")
+    return b
+
+
+def blended_pseudo_frame(spikes: torch.Tensor, n_tfp: int, scale: float, weight: float | str,
                          center: int | None = None) -> torch.Tensor:
     """``[H, W]`` pseudo-frame at frame ``center`` (default ``T // 2``) of ``spikes [T, H, W]``:
-    ``(1 - b) x`` the TFP of the ``n_tfp`` centred frames ``+ b x`` the TFI searched over the
-    whole window (``T // 2`` frames each side), both x ``scale`` and clamped to [0, 1]. The
-    training pairs' pseudo-frame, and through :func:`spikegen.tasks.deblur.pseudo_frame` the
-    one the weights get at run time."""
+    ``((1 - b) x`` the TFP rate of the ``n_tfp`` centred frames ``+ b x`` the TFI rate searched
+    over the whole window (``T // 2`` frames each side)) ``x scale``, clamped to [0, 1].
+
+    ``weight``: the TFI's ``b``, a number (0: the TFP alone), or ``"ivw"``: per pixel the
+    inverse-variance weight ``b = 1 / (1 + (n r^2)^2)`` with ``r`` the pixel's TFP rate. An
+    integrate-and-fire pixel firing at rate ``r`` has a count over ``n`` frames quantised to
+    1 (the TFP's error ~ ``1 / n`` in rate) and an interval quantised to one frame (the TFI's
+    error ~ ``r^2``): the TFI wins on sparse pixels (and under motion, which it does not blur),
+    the TFP on dense ones (docs/model.md, "The pseudo-frame of reconstruction"). The training
+    pairs' pseudo-frame, and through :func:`spikegen.tasks.deblur.pseudo_frame` the one the
+    weights get at run time."""
     c = spikes.shape[0] // 2 if center is None else int(center)
-    frame = tfp(spikes, n_tfp, centers=[c], scale=scale)[0]
-    if tfi_weight > 0:
-        ti = (tfi(spikes, v_th=1.0, centers=[c], max_half_window=max(spikes.shape[0] // 2, 1))[0] * scale).clamp(0, 1)
-        frame = ((1.0 - tfi_weight) * frame + tfi_weight * ti).clamp(0, 1)
-    return frame
+    weight = tfi_weight(weight)
+    if weight == 0:
+        return tfp(spikes, n_tfp, centers=[c], scale=scale)[0]
+    rate = tfp(spikes, n_tfp, centers=[c])[0]
+    ti = tfi(spikes, v_th=1.0, centers=[c], max_half_window=max(spikes.shape[0] // 2, 1))[0]
+    b = 1.0 / (1.0 + (n_tfp * rate * rate) ** 2) if weight == "ivw" else weight
+    return (((1.0 - b) * rate + b * ti) * float(scale)).clamp(0, 1)
+
+
+#: the classic TFP/TFI blend row of ``spikegen eval reconstruct|real`` (``--methods blend``): the
+#: TFP over 21 frames widened until the mean pixel fired twice, per-pixel inverse-variance weights
+BLEND_TFP_WINDOW, BLEND_MIN_SPIKES = 21, 2.0
+
+
+def tfp_tfi_blend(spikes: torch.Tensor, center: int, scale: float = 1.0) -> torch.Tensor:
+    """The classic inverse-variance blend of TFP and TFI at ``center`` of a window ``spikes
+    [T, H, W]`` (``[H, W]``, x ``scale``, clamped to [0, 1]): :func:`blended_pseudo_frame` with
+    ``"ivw"`` and the TFP over ``BLEND_TFP_WINDOW`` frames, widened on sparse windows until the
+    mean pixel has fired ``BLEND_MIN_SPIKES`` times (at most ``T``). No learned part: the
+    reconstruction weights start from the same frame.
+
+    Example:
+        >>> s = torch.zeros(41, 1, 2, dtype=torch.uint8); s[::4, 0, 0] = 1; s[::2, 0, 1] = 1
+        >>> [round(v, 3) for v in tfp_tfi_blend(s, 20).flatten().tolist()]  # TFP 5/21, 11/21; TFI 1/4, 1/2
+        [0.243, 0.523]
+    """
+    rate = int(torch.count_nonzero(spikes)) / max(spikes.numel(), 1)
+    n = widened_window(BLEND_TFP_WINDOW, spikes.shape[0], rate, BLEND_MIN_SPIKES)
+    return blended_pseudo_frame(spikes, n, scale, "ivw", center)
 
 
 class ReconstructionPairs(SeededDataset):
@@ -106,9 +150,10 @@ class ReconstructionPairs(SeededDataset):
         tfp_min_spikes: widen that TFP window (up to the whole window) until the mean pixel
             has fired this many times, as :func:`spikegen.tasks.deblur.pseudo_window` does for
             weights that name ``tfp_min_spikes``; 0 (default): no widening.
-        tfi: weight ``b`` of the TFI (V_th 1, searched over the whole window) blended into the
-            pseudo-frame, ``(1 - b) TFP + b TFI``, as :func:`spikegen.tasks.deblur.pseudo_frame`
-            makes it for weights that name ``pseudo_tfi = b``; 0 (default): TFP only.
+        tfi: the TFI's weight in the pseudo-frame, a number ``b`` in [0, 1] (``(1 - b) TFP + b
+            TFI``, the TFI searched over the whole window) or ``"ivw"`` (per pixel by inverse
+            variance): :func:`blended_pseudo_frame`, what :func:`spikegen.tasks.deblur.
+            pseudo_frame` makes for weights that name ``pseudo_tfi``; 0 (default): TFP only.
         recursive, exclude, seed, length, augment: as :class:`~spikegen.data.SyntheticPairs`.
 
     Returns (per sample):
@@ -126,7 +171,7 @@ class ReconstructionPairs(SeededDataset):
                  max_zoom: float = 0.08, max_span: float = 2.0, scale: tuple[float, float] | None = (0.5, 1.0),
                  recursive: bool = True, exclude: Iterable[str] = (), seed: int = 0, length: int | None = None,
                  augment: bool = True, tfp_window: int | Sequence[int] | None = None, tfp_min_spikes: float = 0.0,
-                 tfi: float = 0.0) -> None:
+                 tfi: float | str = 0.0) -> None:
         if source not in ("images", "video"):
             raise ValueError(f"source must be 'images' or 'video', got {source!r}")
         self.roots = as_roots(root)
@@ -141,9 +186,9 @@ class ReconstructionPairs(SeededDataset):
             raise ValueError(f"rate is a firing probability per frame, at most 1, got {rate}")
         self.v_th = as_range(v_th, "v_th")
         self.tfp_window = None if tfp_window is None else _window_range(tfp_window)
-        if not (float(tfp_min_spikes) >= 0 and 0.0 <= float(tfi) <= 1.0):
-            raise ValueError(f"tfp_min_spikes must be >= 0 and tfi in [0, 1], got {tfp_min_spikes}, {tfi}")
-        self.tfp_min_spikes, self.tfi = float(tfp_min_spikes), float(tfi)
+        if not float(tfp_min_spikes) >= 0:
+            raise ValueError(f"tfp_min_spikes must be >= 0, got {tfp_min_spikes}")
+        self.tfp_min_spikes, self.tfi = float(tfp_min_spikes), tfi_weight(tfi)
         if max_shift < 0 or max_zoom < 0 or max_span < 0:
             raise ValueError("max_shift, max_zoom and max_span must be >= 0")
         self.max_shift, self.max_zoom, self.max_span = float(max_shift), float(max_zoom), float(max_span)

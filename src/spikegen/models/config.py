@@ -89,9 +89,10 @@ class SpikeGenConfig:
     # widened within the caller's window until the mean pixel has fired tfp_min_spikes times
     tfp_window: int = 0
     tfp_min_spikes: float = 0.0
-    # reconstruction: weight of the TFI (over the caller's whole window) blended into the TFP
-    # pseudo-frame, (1 - b) TFP + b TFI (spikegen.tasks.deblur.pseudo_frame; 0 = TFP only)
-    pseudo_tfi: float = 0.0
+    # reconstruction: the TFI (over the caller's whole window) blended into the TFP pseudo-frame:
+    # a weight b, (1 - b) TFP + b TFI, or "ivw" (per pixel, inverse variance); 0 = TFP only
+    # (spikegen.tasks.deblur.pseudo_frame)
+    pseudo_tfi: float | str = 0.0
     # masked (MAR) training for K-step generation: mask ratio ~ truncnorm on [mask_ratio_min, 1]
     # (centre 1, std 0.25). 1.0 = always all tokens masked = one-step model (the paper's).
     mask_ratio_min: float = 1.0

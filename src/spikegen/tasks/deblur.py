@@ -132,11 +132,12 @@ def pseudo_frame(model: Any, spikes: Any, center: int, scale: float = 1.0) -> tu
     caller's window ``spikes [T, H, W]``, and the TFP window it used.
 
     The TFP over :func:`pseudo_window` frames, x ``scale``; for weights whose config names
-    ``pseudo_tfi = b > 0``, blended as ``(1 - b) * TFP + b * TFI`` with the TFI (V_th 1, the
-    reciprocal inter-spike interval, x ``scale``) searched over the whole window (``T // 2``
-    frames each side, as the TFI row of ``spikegen eval reconstruct``): the TFP is smooth but
-    blurs motion, the TFI sharp but noisy, and their errors are largely independent
-    (docs/model.md, "The pseudo-frame"). Clamped to [0, 1], ``[1, H, W]`` float32.
+    ``pseudo_tfi`` (a weight ``b`` or ``"ivw"``), blended with the TFI (V_th 1, the reciprocal
+    inter-spike interval) searched over the whole window (``T // 2`` frames each side, as the
+    TFI row of ``spikegen eval reconstruct``): the TFP is smooth but blurs motion and is coarse
+    on sparse pixels, the TFI sharp but coarse on dense pixels, and their errors are largely
+    independent (:func:`spikegen.data.motion.blended_pseudo_frame`; docs/model.md, "The
+    pseudo-frame of reconstruction"). Clamped to [0, 1], ``[1, H, W]`` float32.
 
     Example:
         >>> from types import SimpleNamespace
@@ -150,8 +151,11 @@ def pseudo_frame(model: Any, spikes: Any, center: int, scale: float = 1.0) -> tu
 
     s = torch.as_tensor(spikes)
     n = pseudo_window(model, s.shape[0], s)
-    b = float(getattr(getattr(model, "config", None), "pseudo_tfi", 0.0) or 0.0)
-    frame = blended_pseudo_frame(s, n, float(scale), b, center)[None]
+    b = getattr(getattr(model, "config", None), "pseudo_tfi", 0.0) or 0.0
+    try:
+        frame = blended_pseudo_frame(s, n, float(scale), b, center)[None]
+    except ValueError as exc:
+        raise SpikeGenError(f"the weights' config: pseudo_tfi: {exc}") from None
     return frame, n
 
 

@@ -17,14 +17,14 @@ __all__ = ["TASKS", "DEFAULT_METHODS", "Method", "parse_floats", "parse_methods"
 TASKS = ("deblur", "reconstruct", "real")
 DEFAULT_METHODS: dict[str, tuple[str, ...]] = {
     "deblur": ("blurry", "tfp", "tfi", "spikegen-0", "spikegen-0.5", "spikegen-1"),
-    "reconstruct": ("tfp", "tfi", "spikegen"),
-    "real": ("tfp", "tfi", "spikegen"),
+    "reconstruct": ("tfp", "tfi", "blend", "spikegen"),
+    "real": ("tfp", "tfi", "blend", "spikegen"),
 }
 
 
 @dataclass(frozen=True)
 class Method:
-    """One evaluated method: ``kind`` in blurry / tfp / tfi / spikegen, ``gamma`` for SpikeGen."""
+    """One evaluated method: ``kind`` in blurry / tfp / tfi / blend / spikegen, ``gamma`` for SpikeGen."""
 
     name: str
     kind: str
@@ -34,7 +34,7 @@ class Method:
     def label(self) -> str:
         if self.kind == "spikegen":
             return f"SpikeGen g={self.gamma:g}"
-        return {"blurry": "blurry input", "tfp": "TFP", "tfi": "TFI"}[self.kind]
+        return {"blurry": "blurry input", "tfp": "TFP", "tfi": "TFI", "blend": "TFP/TFI blend"}[self.kind]
 
 
 def parse_floats(value: str | float | Sequence[float], name: str, *, positive: bool = True) -> list[float]:
@@ -62,8 +62,10 @@ def parse_floats(value: str | float | Sequence[float], name: str, *, positive: b
 def parse_methods(methods: str | Sequence[str] | None, task: str) -> list[Method]:
     """Parse ``"blurry,tfp,tfi,spikegen-0.5"`` for ``task``.
 
-    Names: ``blurry`` (deblur only), ``tfp``, ``tfi``, ``spikegen-G`` with G in [0, 1] (the
-    modality ratio), and ``spikegen`` (= ``spikegen-0.5``; for reconstruct and real: "TFP & Spike", the TFP standing in for the RGB input).
+    Names: ``blurry`` (deblur only), ``tfp``, ``tfi``, ``blend`` (reconstruct and real: the
+    classic inverse-variance blend of TFP and TFI, :func:`spikegen.data.motion.tfp_tfi_blend`),
+    ``spikegen-G`` with G in [0, 1] (the modality ratio), and ``spikegen`` (= ``spikegen-0.5``;
+    for reconstruct and real: "TFP & Spike", the pseudo-frame standing in for the RGB input).
 
     Raises:
         SpikeGenError: unknown or duplicated names, a method the task cannot run.
@@ -83,10 +85,14 @@ def parse_methods(methods: str | Sequence[str] | None, task: str) -> list[Method
     if not names:
         raise SpikeGenError("--methods: empty list")
     allowed = "blurry, tfp, tfi, spikegen-G (G in [0, 1], e.g. spikegen-0.5)" if task == "deblur" else \
-        "tfp, tfi, spikegen (TFP & Spike, g = 0.5) or spikegen-G (G in [0, 1])"
+        "tfp, tfi, blend, spikegen (TFP & Spike, g = 0.5) or spikegen-G (G in [0, 1])"
     out: list[Method] = []
     for n in names:
         if n in ("tfp", "tfi"):
+            m = Method(n, n)
+        elif n == "blend":
+            if task == "deblur":
+                raise SpikeGenError(f"--methods: 'blend' is a reconstruction from spikes alone; eval deblur has {allowed}")
             m = Method(n, n)
         elif n == "blurry":
             if task != "deblur":

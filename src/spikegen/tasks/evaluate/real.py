@@ -16,6 +16,7 @@ from spikegen.image import stretch
 from spikegen.metrics import brisque, niqe
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.data.motion import tfp_tfi_blend
 from spikegen.tasks.deblur import pseudo_frame
 from spikegen.tasks.evaluate.methods import load_model, parse_methods
 from spikegen.tasks.evaluate.reconstruct import recon_label, tfp_and_spike_gray
@@ -105,6 +106,8 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                     preds[m.name] = expose(tfp(spikes, w, centers=[cc], scale=1.0)[0][None])
                 elif m.kind == "tfi":
                     preds[m.name] = expose(tfi(spikes, v_th=1.0, centers=[cc], max_half_window=max(w // 2, 1))[0][None])
+                elif m.kind == "blend":
+                    preds[m.name] = expose(tfp_tfi_blend(spikes, cc)[None])
                 else:
                     gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, fi * int(centers) + k))
                     preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
@@ -133,6 +136,7 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                      "intensity": ("TFP/TFI divided by their 99.5th percentile" if rate_scale is None
                                    else f"TFP/TFI x {rate_scale:g}") + "; SpikeGen output as it is",
                      "tfi": f"V_th 1, +-{max(int(window) // 2, 1)} frames",
+                     "blend": "the TFP/TFI inverse-variance blend (spikegen.data.motion.tfp_tfi_blend)",
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
                      "spikegen_tfp_window": pws or None,
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},

@@ -15,6 +15,7 @@ from spikegen.data.common import sample_seed
 from spikegen.defaults import DEFAULT_GAIN
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.spikes.reconstruct import tfi, tfp
+from spikegen.data.motion import BLEND_MIN_SPIKES, BLEND_TFP_WINDOW, tfp_tfi_blend
 from spikegen.tasks.deblur import expected_spike_frames, pseudo_frame, select_frames
 from spikegen.tasks.evaluate.methods import Method, load_model, parse_methods
 from spikegen.tasks.evaluate.results import (check_out, command_string, progress_bar, report_base, report_figs,
@@ -120,6 +121,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
             elif m.kind == "tfi":
                 preds[m.name] = (tfi(spikes, v_th=1.0, centers=[c], max_half_window=max(w // 2, 1))[0][None]
                                  * rate_scale).clamp(0, 1)
+            elif m.kind == "blend":
+                preds[m.name] = tfp_tfi_blend(spikes, c, rate_scale)[None]
             else:
                 gen = torch.Generator().manual_seed(sample_seed(int(seed), 2, i))
                 preds[m.name] = tfp_and_spike_gray(model, spikes, m.gamma, steps, gen, spikegen_frames, pseudo)
@@ -143,7 +146,8 @@ def evaluate_reconstruct(data: str | os.PathLike, out_dir: str | os.PathLike, *,
         "protocol": {"layout": "spike/*.dat + gt/*.png (Spk2ImgNet); GT frame from *_key_idN (1-based), else the middle",
                      "window": w, "rate_scale": float(rate_scale), "crop": size or "none (full frame)",
                      "tfp": f"mean of the {w} frames x rate_scale", "tfi": f"TFI (V_th 1, +-{max(w // 2, 1)} frames) x rate_scale",
-                     "spikegen": "TFP & Spike: model.sample(rgb=the TFP of the centre spikegen_tfp_window frames x rate_scale, spikes=centre frames of the window, gamma=G), gray",
+                     "blend": f"(1 - b) TFP + b TFI, b = 1 / (1 + (n r^2)^2) per pixel (r the TFP rate), the TFP over {BLEND_TFP_WINDOW} frames widened until the mean pixel fired {BLEND_MIN_SPIKES:g} times, x rate_scale",
+                     "spikegen": "TFP & Spike: model.sample(rgb=the weights' pseudo-frame (the TFP of the centre spikegen_tfp_window frames, blended with the TFI when the config names pseudo_tfi) x rate_scale, spikes=centre frames of the window, gamma=G), gray",
                      "spikegen_tfp_window": pws or None,
                      "spikegen_frames": spikegen_frames or "the model's expected count, else the whole window",
                      "seed": int(seed), "steps": steps if steps is not None else (model.config.sample_steps if model else None)},
