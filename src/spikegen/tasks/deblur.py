@@ -51,6 +51,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from spikegen.data.motion import blended_pseudo_frame, tfi_weight
 from spikegen.data.video import video_frame_count
 from spikegen.defaults import DEFAULT_GAIN
 from spikegen.degrade import take_chroma
@@ -147,16 +148,13 @@ def pseudo_frame(model: Any, spikes: Any, center: int, scale: float = 1.0) -> tu
         >>> round(float(frame), 4), n    # (5/9 + 1/2) / 2
         (0.5278, 9)
     """
-    from spikegen.data.motion import blended_pseudo_frame
-
-    s = torch.as_tensor(spikes)
-    n = pseudo_window(model, s.shape[0], s)
-    b = getattr(getattr(model, "config", None), "pseudo_tfi", 0.0) or 0.0
     try:
-        frame = blended_pseudo_frame(s, n, float(scale), b, center)[None]
+        b = tfi_weight(getattr(getattr(model, "config", None), "pseudo_tfi", 0.0) or 0.0)
     except ValueError as exc:
         raise SpikeGenError(f"the weights' config: pseudo_tfi: {exc}") from None
-    return frame, n
+    s = torch.as_tensor(spikes)
+    n = pseudo_window(model, s.shape[0], s)
+    return blended_pseudo_frame(s, n, float(scale), b, center)[None], n
 
 
 def select_frames(num_frames: int, n: int | None, *, lo: int = 0, hi: int | None = None) -> tuple[int, int]:
