@@ -14,8 +14,11 @@ charge, at a white-pixel firing rate ``rate = gain / V_th`` drawn log-uniformly 
 (sparse ~0.05 to dense ~0.9: real scenes and cameras give any). The sample is then what the
 evaluation protocol (:func:`spikegen.tasks.evaluate.evaluate_reconstruct`) gives SpikeGen:
 
-- ``blurry``: the TFP pseudo-frame, the window's mean firing rate / ``rate`` (the TFP at its
-  proper intensity scale), clamped to [0, 1], on 3 channels -- it stands in for the RGB input;
+- ``blurry``: the pseudo-frame, by default the window's mean firing rate / ``rate`` (the TFP at
+  its proper intensity scale), clamped to [0, 1], on 3 channels -- it stands in for the RGB
+  input; ``tfp_window`` / ``tfp_min_spikes`` / ``tfi`` make it the TFP of fewer centre frames
+  blended with the TFI (:func:`blended_pseudo_frame`), as reconstruction weights that name
+  them get it at run time;
 - ``spikes``: the centre ``frames`` spike frames (frames ``c - frames // 2 ...`` with ``c =
   window // 2``, the convention of :func:`spikegen.spikes.tfp`);
 - ``clean``: the gray target at the centre frame (an exact crop, never resampled), 3 channels.
