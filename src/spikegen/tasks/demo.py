@@ -138,7 +138,8 @@ def run_demo(out_dir: str | os.PathLike = "outputs/demo", *, seed: int = 0, weig
         # "TFP & Spike" on the 8 centre frames, with the pseudo-frame exposed like the TFP above:
         # the capture's gain is unknown (rate ~0.03), so the model's fixed tfp_scale would hand
         # it a near-black frame.
-        # Its pseudo-frame window is the weights' own (widened on this sparse clip), as in eval real.
+        # Its pseudo-frame is the weights' own (the TFP widened on this sparse clip, blended with
+        # the TFI: pseudo_frame), as in eval real.
         pseudo = stretch(pseudo_frame(rec_model, clip, c)[0])
         real_imgs["real: SpikeGen (TFP & Spike)"] = tfp_and_spike_gray(
             rec_model, clip, 0.5, steps, torch.Generator().manual_seed(seed), 8, pseudo=pseudo)

@@ -46,10 +46,12 @@ def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
                      batch: int, seed: int, scale: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """SpikeGen "TFP & Spike" around each centre, as ``spikegen eval reconstruct`` runs it: the
-    RGB input is the TFP (x ``scale``, default the model's ``tfp_scale``) of the model's
-    ``tfp_window`` frames around the centre, widened on sparse streams (:func:`pseudo_window`),
-    of all ``window`` frames for a model without one; the spike input the model's expected
-    number of centre frames (all ``window`` frames for a model without one)."""
+    RGB input is the weights' pseudo-frame (x ``scale``, default the model's ``tfp_scale``;
+    :func:`~spikegen.tasks.deblur.pseudo_frame`): the TFP of the model's ``tfp_window`` frames
+    around the centre, widened on sparse streams, blended with the TFI of the window when the
+    config names ``pseudo_tfi`` (the TFP of all ``window`` frames for a model with neither);
+    the spike input the model's expected number of centre frames (all ``window`` frames for a
+    model without one)."""
     n = src.num_frames
     half = window // 2
     k = expected_spike_frames(model)

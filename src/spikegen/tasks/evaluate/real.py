@@ -11,12 +11,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from spikegen.data.common import sample_seed
+from spikegen.data.motion import tfp_tfi_blend
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.image import stretch
 from spikegen.metrics import brisque, niqe
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfp
-from spikegen.data.motion import tfp_tfi_blend
 from spikegen.tasks.deblur import pseudo_frame
 from spikegen.tasks.evaluate.methods import load_model, parse_methods
 from spikegen.tasks.evaluate.reconstruct import recon_label, tfp_and_spike_gray
@@ -98,9 +98,9 @@ def evaluate_real(data: str | os.PathLike, out_dir: str | os.PathLike, *, method
                 return stretch(x) if rate_scale is None else (x * rate_scale).clamp(0, 1)
 
             if model is not None:  # SpikeGen's pseudo-frame, once per centre for every g
-                rate, n_tfp = pseudo_frame(model, spikes, cc)
+                raw, n_tfp = pseudo_frame(model, spikes, cc)  # firing rates, exposed like the rows
                 pws.append(n_tfp)
-                pseudo = expose(rate)
+                pseudo = expose(raw)
             for m in ms:
                 if m.kind == "tfp":
                     preds[m.name] = expose(tfp(spikes, w, centers=[cc], scale=1.0)[0][None])
