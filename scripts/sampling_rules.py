@@ -76,7 +76,7 @@ def blend_rule(count: int, weights_b: list[float | str]) -> None:
     from spikegen.data import ReconstructionPairs
     from spikegen.data.motion import blended_pseudo_frame
     from spikegen.metrics import psnr
-    from spikegen.spikes.reconstruct.playback import widened_window
+    from spikegen.spikes.reconstruct.playback import mean_rate, widened_window
     from spikegen.spikes.simulate import integrate_and_fire
 
     q = lambda x: (x.clamp(0, 1) * 255).round() / 255  # noqa: E731  (8-bit, as the evaluation)
@@ -89,7 +89,7 @@ def blend_rule(count: int, weights_b: list[float | str]) -> None:
             seq, _ = (ds._still_sequence if source == "images" else ds._video_sequence)(i, 61, g)
             rate = math.exp(math.log(0.05) + (math.log(0.9) - math.log(0.05)) * float(torch.rand(1, generator=g)))
             s = integrate_and_fire(seq[None], v_th=1.0, gain=rate, init="random", generator=g)[0]
-            n = widened_window(21, 61, float(s.sum(dtype=torch.float64)) / s.numel(), 2.0)
+            n = widened_window(21, 61, mean_rate(s), 2.0)
             gt = seq[30][None]
             rows.append([float(psnr(q(blended_pseudo_frame(s, n, 1.0 / rate, b)[None]), gt)) for b in weights_b])
             bins.append("rate < 0.15" if rate < 0.15 else ("rate < 0.45" if rate < 0.45 else "rate >= 0.45"))

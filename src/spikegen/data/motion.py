@@ -58,7 +58,7 @@ from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeFileError
 from spikegen.image import load_image
 from spikegen.spikes.reconstruct import tfi, tfp
-from spikegen.spikes.reconstruct.playback import widened_window
+from spikegen.spikes.reconstruct.playback import mean_rate, widened_window
 from spikegen.spikes.simulate import integrate_and_fire
 
 __all__ = ["ReconstructionPairs", "blended_pseudo_frame", "tfi_weight", "tfp_tfi_blend"]
@@ -69,6 +69,12 @@ def _window_range(window: int | Sequence[int]) -> tuple[int, int]:
     if lo < 1 or hi < lo:
         raise ValueError(f"window must be >= 1 (or a (low, high) range with low <= high), got {window}")
     return lo, hi
+
+
+def _draw(window: tuple[int, int], g: torch.Generator) -> int:
+    """A frame count drawn uniformly from the inclusive ``(low, high)`` range (no draw when equal)."""
+    lo, hi = window
+    return lo + int(torch.randint(0, hi - lo + 1, (1,), generator=g)) if hi > lo else lo
 
 
 def tfi_weight(value: float | str) -> float | str:
@@ -125,8 +131,7 @@ def tfp_tfi_blend(spikes: torch.Tensor, center: int, scale: float = 1.0) -> torc
         >>> [round(v, 3) for v in tfp_tfi_blend(s, 20).flatten().tolist()]  # TFP 5/21, 11/21; TFI 1/4, 1/2
         [0.243, 0.523]
     """
-    rate = int(torch.count_nonzero(spikes)) / max(spikes.numel(), 1)
-    n = widened_window(BLEND_TFP_WINDOW, spikes.shape[0], rate, BLEND_MIN_SPIKES)
+    n = widened_window(BLEND_TFP_WINDOW, spikes.shape[0], mean_rate(spikes), BLEND_MIN_SPIKES)
     return blended_pseudo_frame(spikes, n, scale, "ivw", center)
 
 
@@ -298,8 +303,7 @@ class ReconstructionPairs(SeededDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
         g = self.generator(index)
-        lo, hi = self.window
-        w = lo + int(torch.randint(0, hi - lo + 1, (1,), generator=g)) if hi > lo else lo
+        w = _draw(self.window, g)
         seq, meta = (self._still_sequence if self.source == "images" else self._video_sequence)(index, w, g)
         rate = math.exp(uniform(g, math.log(self.rate[0]), math.log(self.rate[1])))
         v_th = uniform(g, *self.v_th)
@@ -311,10 +315,8 @@ class ReconstructionPairs(SeededDataset):
             pseudo = (spikes.float().mean(0) / rate).clamp(0, 1)
         else:
             if self.tfp_window is not None:
-                a, b = self.tfp_window
-                n_tfp = a + int(torch.randint(0, b - a + 1, (1,), generator=g)) if b > a else a
-                mean_rate = int(torch.count_nonzero(spikes)) / spikes.numel()  # binary: the spike count
-                n_tfp = widened_window(min(n_tfp, w), w, mean_rate, self.tfp_min_spikes)
+                n_tfp = _draw(self.tfp_window, g)
+                n_tfp = widened_window(min(n_tfp, w), w, mean_rate(spikes), self.tfp_min_spikes)
             pseudo = blended_pseudo_frame(spikes, n_tfp, 1.0 / rate, self.tfi)
         start = c - self.frames // 2
         clean = seq[c].clamp(0, 1)

@@ -181,8 +181,7 @@ class SamplingMixin:
         if base is not None:  # residual generation: input latent + the generated change
             g0 = float(getattr(self.config, "sample_g0_residual", 1.0))
             if g0 != 1.0:  # the change of g = 0 samples (RGB only) scaled
-                gv = torch.as_tensor(gamma, dtype=torch.float32).flatten()
-                f = torch.where(gv.expand(b) == 0, g0, 1.0) if gv.numel() == 1 else torch.where(gv == 0, g0, 1.0)
+                f = torch.where(torch.as_tensor(gamma, dtype=torch.float32).flatten() == 0, g0, 1.0).expand(b)
                 tokens = tokens * f.repeat_interleave(s).to(tokens.device, tokens.dtype).view(-1, 1, 1)
             tokens = tokens + (base.repeat_interleave(s, dim=0) if s > 1 else base).to(tokens.dtype)
         return self.unpatchify(tokens, grid), (h, w)

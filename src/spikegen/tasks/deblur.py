@@ -60,7 +60,7 @@ from spikegen.image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, is_image
 from spikegen.models.tiling import sample_tiled, tile_boxes
 from spikegen.outputs import claim_output, is_occupied
 from spikegen.spikes.io import open_spikes
-from spikegen.spikes.reconstruct.playback import widened_window
+from spikegen.spikes.reconstruct.playback import mean_rate, widened_window
 from spikegen.spikes.simulate import iter_frames
 from spikegen.weights import load_default_model
 
@@ -121,10 +121,7 @@ def pseudo_window(model: Any, window: int, spikes: Any = None) -> int:
     if not (isinstance(v, int) and v > 0):
         return int(window)
     need = float(getattr(cfg, "tfp_min_spikes", 0.0) or 0.0)
-    rate = 1.0
-    if need > 0 and spikes is not None:
-        s = torch.as_tensor(spikes)
-        rate = float(s.sum(dtype=torch.float64)) / s.numel() if s.numel() else 0.0  # no float copy
+    rate = mean_rate(torch.as_tensor(spikes)) if need > 0 and spikes is not None else 1.0
     return widened_window(int(v), int(window), rate, need if spikes is not None else 0.0)
 
 

@@ -237,6 +237,23 @@ def tfp_core(
         out.mul_(f.view(1, n, 1, 1)).clamp_(0.0, 1.0)
 
 
+def mean_rate(spikes: Tensor) -> float:
+    """The mean firing rate of ``spikes`` (spikes per pixel and frame; 0 when empty): a count of
+    the non-zero values for bool / uint8 spikes (0 or 1, as the kernels check), else a float64
+    sum, without a float copy.
+
+    Example:
+        >>> from spikegen.spikes.reconstruct.playback import mean_rate
+        >>> mean_rate(torch.tensor([[0, 1], [1, 1]], dtype=torch.uint8)), mean_rate(torch.full((4,), 0.25))
+        (0.75, 0.25)
+    """
+    if spikes.numel() == 0:
+        return 0.0
+    if spikes.dtype in (torch.bool, torch.uint8):
+        return int(torch.count_nonzero(spikes)) / spikes.numel()
+    return float(spikes.sum(dtype=torch.float64)) / spikes.numel()
+
+
 def widened_window(n: int, window: int, rate: float, min_spikes: float) -> int:
     """``n`` frames widened until a pixel firing at ``rate`` per frame fires ``min_spikes``
     times on average (all ``window`` frames at rate 0), at most ``window``.
