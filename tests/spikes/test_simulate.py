@@ -198,6 +198,17 @@ def test_numpy_sequence_path_equals_the_general_path(dtype):
                 assert torch.equal(fast[0], general[0]) and torch.equal(fast[1], general[1])
                 assert fast[0].shape == x.shape and fast[1].dtype == dtype
     assert torch.equal(integrate_and_fire(seq.numpy(), init="zero"), integrate_and_fire(seq, init="zero"))
+    # the first step reads a same-dtype init in place (no copy): the caller's array is left as
+    # it was; an init of the other float dtype, as an array, and a sequence of no steps
+    other = torch.float32 if dtype == torch.float64 else torch.float64
+    before = state0.clone()
+    for init in (state0, state0.to(other), state0.numpy(), state0.to(other).numpy()):
+        fast = integrate_and_fire(seq, init=init, return_state=True)
+        general = integrate_and_fire(seq, v_th=torch.ones(2, dtype=dtype), init=init, return_state=True)
+        assert torch.equal(fast[0], general[0]) and torch.equal(fast[1], general[1])
+        empty, st = integrate_and_fire(seq[:, :0], init=init, return_state=True)
+        assert empty.shape == (2, 0, 9, 7) and torch.equal(st, torch.as_tensor(init).to(dtype))
+    assert torch.equal(state0, before)
 
 
 def test_a_bad_sequence_raises_on_the_torch_loop_too():
