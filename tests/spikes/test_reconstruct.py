@@ -301,6 +301,22 @@ def test_accelerator_code_path_gives_the_same_result(monkeypatch):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("rate", [0.02, 0.1, 0.35, 0.9])
+def test_tfi_zeroes_pixels_without_spikes_like_the_accelerator_path(monkeypatch, rate):
+    """The CPU kernel zeroes the pixels with no spike on either side of a centre by a masked
+    copy when they are few (rate 0.35: about 0.03 % of them) and by a multiply when they are
+    many (0.02, 0.1: most / 13 %); either way the outputs equal the large-op path's."""
+    from spikegen.spikes.reconstruct import _common as rec
+
+    s = torch.from_numpy(random_spikes(30, 120, 150, rate=rate, seed=3))
+    cpu = tfi(s, centers=range(9, 21), max_half_window=9)
+    none = cpu == 0
+    assert (none.float().mean() > 0.01) if rate <= 0.1 else (none.float().mean() < 0.002)
+    monkeypatch.setattr(rec, "small_ops", lambda device: False)
+    big = tfi(s, centers=range(9, 21), max_half_window=9)
+    assert torch.equal(cpu, big) and not torch.signbit(cpu).any()
+
+
 def test_docstring_examples_run():
     import doctest
 
