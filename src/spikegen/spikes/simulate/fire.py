@@ -544,21 +544,18 @@ def _if_sequence_np(
         src = a if start is None else start[i]  # what the next step adds to
         s = None if sc is None else (sc if np.ndim(sc) == 0 else sc[i])
         o = None if off is None else off[i]
-        if group == 1:  # large frames: one check per frame (no slicing per step)
-            blocks = zip(xi[:, None], oi[:, None], bits[i])
-        else:
-            blocks = ((xi[t : t + group], oi[t : t + group], bits[i, t : t + group].reshape(-1))
-                      for t in range(0, t_total, group))
-        for xg, og, bg in blocks:
-            if top(bg) >= inf:  # _check_frames inlined: the call costs microseconds cold
-                _check_values(xg.reshape(-1))
-            for xt, f in zip(xg, og):
-                if s is not None:
-                    mul(xt, s, out=q)
-                    if o is not None:
-                        add(q, o, out=q)
-                    xt = q
-                add(src, xt, out=a)
-                src = a
-                ge(a, one, out=f)
-                sub(a, f, out=a, casting="unsafe")  # the 0/1 plane cast in L1-sized buffers
+        bi, due = bits[i], 0  # the next frame to check from
+        for t, (xt, f) in enumerate(zip(xi, oi)):  # one flat loop: views come from the zip
+            if t == due:  # _check_frames inlined (the call costs microseconds cold)
+                if top(bi[t] if group == 1 else bi[t : t + group].reshape(-1)) >= inf:
+                    _check_values(xi[t : t + group].reshape(-1))
+                due += group
+            if s is not None:
+                mul(xt, s, out=q)
+                if o is not None:
+                    add(q, o, out=q)
+                xt = q
+            add(src, xt, out=a)
+            src = a
+            ge(a, one, out=f)
+            sub(a, f, out=a, casting="unsafe")  # the 0/1 plane cast in L1-sized buffers
