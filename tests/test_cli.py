@@ -108,7 +108,7 @@ def test_reconstruct_one_frame_png(dat, tmp_path, capsys):
     assert img[:, -4:].mean() > img[:, :4].mean() + 0.3
 
 
-@pytest.mark.parametrize("method", ["tfp", "tfi"])
+@pytest.mark.parametrize("method", ["tfp", "tfi", "blend"])
 def test_reconstruct_all_to_mp4_and_folder(dat, tmp_path, method, capsys):
     mp4 = tmp_path / f"{method}.mp4"
     code, _, err = run(["reconstruct", dat, "--method", method, "--all", "-o", mp4, "--height", 16, "--width", 24], capsys)

@@ -165,13 +165,13 @@ def simulate(
 def reconstruct(
     file: Annotated[Path, typer.Argument(help="A spike file: .dat or .npz.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.png (one frame), OUT.mp4 or a folder of PNGs (with --all).")],
-    method: Annotated[str, typer.Option(help="tfp, tfi or spikegen (TFP & Spike, needs weights).")] = "tfp",
-    window: Annotated[Optional[int], typer.Option(help="Window length in frames (TFP, TFI search range, the frames SpikeGen may use; weights that name a tfp_window average that many of them, more on sparse streams). [default: 41; spikegen weights with a tfp_window: 61]")] = None,
+    method: Annotated[str, typer.Option(help="tfp, tfi, blend (the classic per-pixel inverse-variance blend of TFP and TFI, no weights) or spikegen (TFP & Spike, needs weights).")] = "tfp",
+    window: Annotated[Optional[int], typer.Option(help="Window length in frames (TFP, TFI search range, the frames the blend and SpikeGen use; weights that name a tfp_window average that many of them, more on sparse streams). [default: 41; blend and spikegen weights with a tfp_window: 61]")] = None,
     frame: Annotated[Optional[int], typer.Option(help="Reconstruct the frame at this index (default: the middle frame).")] = None,
     all_frames: Annotated[bool, typer.Option("--all", help="Reconstruct every frame, streaming over the file.")] = False,
     stride: Annotated[int, typer.Option(help="With --all: one output frame every `stride` input frames.")] = 1,
-    vth: Annotated[float, typer.Option("--vth", help="TFI: threshold V_th.")] = 1.0,
-    scale: Annotated[Optional[float], typer.Option(help="TFP (and SpikeGen's TFP pseudo-frame): multiply the firing rate by this (default 1; for spikegen the model's tfp_scale, 1/0.6; 1/0.6 for Spk2ImgNet-style data).")] = None,
+    vth: Annotated[float, typer.Option("--vth", help="TFI: threshold V_th (the image is V_th / interval, one frame or --all).")] = 1.0,
+    scale: Annotated[Optional[float], typer.Option(help="TFP, the blend (and SpikeGen's TFP pseudo-frame): multiply the firing rate by this (default 1; for spikegen the model's tfp_scale, 1/0.6; 1/0.6 for Spk2ImgNet-style data).")] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of an MP4 output.")] = 30.0,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
     start: Start = None,
@@ -185,7 +185,7 @@ def reconstruct(
     drop_partial: Partial = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Reconstruct images from a spike stream (TFP, TFI or SpikeGen); --start/--end select frames or times."""
+    """Reconstruct images from a spike stream (TFP, TFI, their blend or SpikeGen); --start/--end select frames or times."""
     from spikegen.tasks.reconstruct import reconstruct_file
 
     _need("--window", window, lo=1)

@@ -1,4 +1,4 @@
-"""``spikegen reconstruct``: images from a spike stream by TFP, TFI or SpikeGen.
+"""``spikegen reconstruct``: images from a spike stream by TFP, TFI, their blend or SpikeGen.
 
 One frame (``frame=N``, default the middle) is written as a PNG. With ``all_frames=True`` the
 file is streamed in blocks, so memory stays bounded whatever the recording's length, and the
@@ -9,6 +9,11 @@ frames ``start .. end - 1`` are read and used, as if the file held only them (wi
 cut are truncated as at the file's ends); outputs keep the file's frame numbers. A Bayer stream
 (``cfa``, default: a packed ``.npz``'s ``cfa`` metadata) gives colour TFP / TFI: the mosaic's
 reconstruction demosaicked bilinearly (:mod:`spikegen.spikes.cfa`).
+
+``blend`` is the classic per-pixel inverse-variance blend of TFP and TFI
+(:func:`spikegen.data.motion.tfp_tfi_blend`, the ``blend`` row of ``spikegen eval
+reconstruct``): no learned part, over the window around each centre (61 frames by default,
+shifted inwards at the stream's ends as for SpikeGen).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Iterator
 
 import torch
 
+from spikegen.data.motion import tfp_tfi_blend
 from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeGenError
 from spikegen.image import VideoWriter, save_image
@@ -31,7 +37,9 @@ from spikegen.tasks.deblur import expected_spike_frames, pseudo_frame, select_fr
 # spikegen.tasks.reconstruct.load_default_model; `eval` looks it up here).
 from spikegen.weights import load_default_model
 
-METHODS = ("tfp", "tfi", "spikegen")
+METHODS = ("tfp", "tfi", "blend", "spikegen")
+#: frames read at once by the blend (and more only when one window is longer)
+_BLEND_SPAN = 512
 
 
 def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: float) -> Iterator[tuple[int, torch.Tensor]]:
@@ -41,6 +49,35 @@ def _frames_tfp_tfi(src, method: str, window: int, centers, scale: float, v_th: 
     if method == "tfp":
         return tfp_stream(blocks, window, centers=centers, scale=scale, chunk=16)
     return tfi_stream(blocks, v_th=v_th, centers=centers, max_half_window=max(window // 2, 1), chunk=16)
+
+
+def _window_of(c: int, window: int, n: int) -> tuple[int, int]:
+    """The ``window`` frames around centre ``c`` of a stream of ``n``, shifted inwards at its
+    ends (all ``n`` when shorter): ``(lo, hi)``."""
+    lo = min(max(c - window // 2, 0), max(n - window, 0))
+    return lo, min(lo + window, n)
+
+
+def _frames_blend(src, window: int, centers: list[int], scale: float) -> Iterator[tuple[int, torch.Tensor]]:
+    """The TFP/TFI blend (:func:`~spikegen.data.motion.tfp_tfi_blend`, x ``scale``) at each of
+    the increasing ``centers`` over the ``window`` frames around it (:func:`_window_of`). The
+    frames are read a span of about ``_BLEND_SPAN`` at a time, each read once or twice
+    (windows that cross a span's end), so memory stays bounded on long recordings."""
+    n = src.num_frames
+    i = 0
+    while i < len(centers):
+        r0, r1 = _window_of(centers[i], window, n)
+        j = i + 1
+        while j < len(centers):
+            hi = _window_of(centers[j], window, n)[1]
+            if hi - r0 > max(_BLEND_SPAN, window):
+                break
+            r1, j = hi, j + 1
+        s = torch.from_numpy(src.read(r0, r1))
+        for c in centers[i:j]:
+            lo, hi = _window_of(c, window, n)
+            yield c, tfp_tfi_blend(s[lo - r0 : hi - r0], c - lo, scale)
+        i = j
 
 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
@@ -53,7 +90,6 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
     the spike input the model's expected number of centre frames (all ``window`` frames for a
     model without one)."""
     n = src.num_frames
-    half = window // 2
     k = expected_spike_frames(model)
     scale = float(model.config.tfp_scale) if scale is None else float(scale)
     g = torch.Generator().manual_seed(seed)
@@ -61,8 +97,7 @@ def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: floa
         cs = centers[i:i + batch]
         rgbs, wins = [], []
         for c in cs:
-            lo = min(max(c - half, 0), max(n - window, 0))
-            hi = min(lo + window, n)
+            lo, hi = _window_of(c, window, n)
             s = torch.from_numpy(src.read(lo, hi))
             rgbs.append(pseudo_frame(model, s, c - lo, scale=scale)[0][0].expand(3, -1, -1))
             a, b = select_frames(s.shape[0], min(k, s.shape[0]), lo=c - lo, hi=c - lo + 1) if k else (0, s.shape[0])
@@ -109,16 +144,17 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         file: a ``.dat``, ``.npz`` or ``.npy`` spike file (``open_kwargs``: height, width,
             flip, raw_width, partial; see :func:`spikegen.spikes.io.open_spikes`).
         output: ``.png`` for one frame; ``.mp4`` or a folder with ``all_frames``.
-        method: ``tfp``, ``tfi`` or ``spikegen`` ("TFP & Spike", as ``eval reconstruct``: the
+        method: ``tfp``, ``tfi``, ``blend`` (the classic TFP/TFI blend, no weights: the module
+            docstring) or ``spikegen`` ("TFP & Spike", as ``eval reconstruct``: the
             window's TFP, x ``scale``, stands in for the RGB input and the model's centre spike
             frames (8 for tiny) are its spike input, at ``gamma`` = 0.5; at 1 the TFP would be
             unused).
-        window: TFP window / TFI search range (2 x half) / the frames SpikeGen may use (default
-            41; 61, or the whole shorter stream, for ``spikegen`` weights that name a
-            ``tfp_window``: their pseudo-frame
-            averages that many centred frames, widened on sparse streams, as in
-            ``eval reconstruct``; else the whole window).
-        scale: TFP intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
+        window: TFP window / TFI search range (2 x half) / the frames the blend and SpikeGen
+            use (default 41; for ``blend``, and for ``spikegen`` weights that name a
+            ``tfp_window``, 61 or the whole shorter stream, as in ``eval reconstruct``: the
+            pseudo-frame averages that many centred frames, widened on sparse streams; else
+            the whole window).
+        scale: TFP (and blend) intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
             1 / 0.6 for the tiny weights: a white pixel firing at 0.6).
         start, end: use only frames ``start .. end - 1``: frame indices or times with units
             (``"10ms"``, ``"0.5s"``), converted at ``fps_camera`` as
@@ -128,7 +164,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             20 000 Hz).
         cfa: Bayer pattern of the upright frames (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``) for
             colour TFP / TFI; default the ``cfa`` of a packed ``.npz``'s metadata; ``"none"``:
-            gray even when the file names a pattern. Not with ``spikegen``.
+            gray even when the file names a pattern (the blend is computed on the mosaic, then
+            demosaicked). Not with ``spikegen``.
 
     Returns:
         The written path.
@@ -139,7 +176,7 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     auto_window = window is None
     if auto_window:  # SpikeGen weights that pick their own pseudo-frame window: eval's 61 to pick from
         tuned = getattr(getattr(model, "config", None), "tfp_window", 0) or 0
-        window = 61 if tuned > 0 else 41
+        window = 61 if tuned > 0 or method == "blend" else 41
     if window < 1 or stride < 1:
         raise SpikeGenError(f"--window and --stride must be >= 1 (got {window}, {stride})")
 
@@ -151,7 +188,7 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     a, b = full.time_range(start, end, names=("--start", "--end"))
     src = full if (a, b) == (0, full.num_frames) else full.window(a, b)
     n = src.num_frames
-    if auto_window and method == "spikegen" and window > n:
+    if auto_window and method in ("spikegen", "blend") and window > n:
         window = n  # the default span on a short stream: all of it
     pattern = _cfa_pattern(cfa, full, method)
     if window > n and method != "tfi":  # (TFI's window is a search range: any length works)
@@ -169,6 +206,10 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         if method == "spikegen":
             _, img = next(_frames_spikegen(src, model, window, [c], gamma=gamma, steps=steps, batch=1, seed=0,
                                               scale=sg_scale))
+        elif method == "blend":
+            _, img = next(_frames_blend(src, window, [c], scale))
+            if pattern is not None:
+                return save_image(output, demosaic_bilinear(img, pattern).clamp(0, 1), overwrite=True)
         else:
             half = window // 2 if method == "tfp" else max(window // 2, 1)
             lo, hi = max(c - half, 0), min(c + half + 1, n)
@@ -188,6 +229,8 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     centers = list(range(0, n, stride))
     if method == "spikegen":
         frames = _frames_spikegen(src, model, window, centers, gamma=gamma, steps=steps, batch=8, seed=0, scale=sg_scale)
+    elif method == "blend":
+        frames = _frames_blend(src, window, centers, scale)
     else:
         frames = _frames_tfp_tfi(src, method, window, centers if stride > 1 else "all", scale, v_th)
     bar = None
@@ -195,13 +238,13 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(centers), desc=f"{method} {Path(file).name}", unit="frame", dynamic_ncols=True)
-    norm = v_th if method == "tfi" else 1.0
+    # (TFI is V_th / interval here as for one frame: --vth scales both alike)
     if pattern is not None:
         def image(fr: torch.Tensor) -> torch.Tensor:
-            return (demosaic_bilinear(fr, pattern) / norm).clamp(0, 1)
+            return demosaic_bilinear(fr, pattern).clamp(0, 1)
     else:
         def image(fr: torch.Tensor) -> torch.Tensor:
-            return (fr / norm).clamp(0, 1)[None]
+            return fr.clamp(0, 1)[None]
     if output.suffix.lower() == ".mp4":
         with VideoWriter(output, fps=fps, overwrite=True) as vw:
             for _, fr in frames:
