@@ -225,7 +225,7 @@ def _check_light(x: Tensor, static: bool, defer: bool = True) -> bool:
 
     With ``defer`` a float32 / float64 sequence on the CPU is left unchecked (``False``): the
     numpy kernel checks it group by group of frames while they are in cache
-    (:func:`_check_frames`); a caller that takes the torch loop instead checks it with
+    (:func:`_if_sequence_np`); a caller that takes the torch loop instead checks it with
     ``defer=False``."""
     if x.numel() > 0:
         if defer and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not static:
@@ -427,24 +427,18 @@ def _row_tiles(b: int, h: int, w: int, device: torch.device) -> list[slice]:
     return [slice(r, min(r + rows, h)) for r in range(0, h, rows)]
 
 
-def _check_frames(x: np.ndarray) -> None:
-    """Raise unless every value of the float32 / float64 array ``x`` is finite and ``>= 0``.
-
-    One integer maximum over the bits: a non-negative finite float's bits are below those of
-    +inf, and NaN, the infinities and negative values (sign bit set) are not. Only ``-0.0``
-    (a valid 0) also fails it; then the float comparison decides."""
-    bits, inf = _float_bits(x.dtype)
-    if x.size and int(np.maximum.reduce(x.view(bits))) >= inf:
-        _check_values(x)
-
-
 def _float_bits(dtype: np.dtype) -> tuple[type, int]:
-    """The unsigned integer type of float32 / float64's bits and the bits of +inf."""
+    """The unsigned integer type of float32 / float64's bits and the bits of +inf: the bit test
+    of the input check. An integer maximum over the bits is below those of +inf when every
+    value is finite and ``>= 0``, and never when one is NaN, infinite or negative (sign bit
+    set). ``-0.0``, a valid 0, fails it too (its sign bit), so a failed test goes to
+    :func:`_check_values`, which decides."""
     return (np.uint32, 0x7F800000) if dtype == np.float32 else (np.uint64, 0x7FF0000000000000)
 
 
 def _check_values(x: np.ndarray) -> None:
-    """The float comparison behind :func:`_check_frames`'s bit test (which ``-0.0`` fails too)."""
+    """Raise unless every value of ``x`` is finite and ``>= 0``: the float comparison behind
+    the bit test of :func:`_float_bits` (which ``-0.0`` fails too)."""
     if not (float(np.minimum.reduce(x)) >= 0 and float(np.maximum.reduce(x)) < math.inf):
         raise ShapeError(_BAD_INTENSITY)
 
@@ -522,7 +516,7 @@ def _if_sequence_np(
     """The numpy loop of a sequence: ``x_np [B, T, P]`` float32 / float64 intensities (``P``
     pixels), charge ``q = x * sc (+ off)`` per step (``sc`` ``[B, P]`` or one scalar;
     ``None``: ``q = x``), the state ``a2 [B, P]`` updated in place, the spikes written into the
-    bool view ``o2 [B, T, P]``. Checks the input (:func:`_check_frames`). With ``start``
+    bool view ``o2 [B, T, P]``. Checks the input (the bit test of :func:`_float_bits`). With ``start``
     (``[B, P]``, the dtype of ``a2``) the first step starts from it instead of ``a2``, whose
     values are then never read.
 
@@ -536,7 +530,7 @@ def _if_sequence_np(
     q = np.empty(p, x_np.dtype) if sc is not None else None
     # The input is checked group by group of frames just before the group is integrated (so it
     # is read from cache), a group of about _IF_CHECK bytes: one reduction for a short, small
-    # sequence, one per frame for large frames (see _check_frames for the bit test).
+    # sequence, one per frame for large frames (see _float_bits for the bit test).
     group = max(1, _IF_CHECK // max(1, x_np.itemsize * p))
     add, ge, sub, mul, top = np.add, np.greater_equal, np.subtract, np.multiply, np.maximum.reduce
     for i in range(b):
@@ -546,7 +540,7 @@ def _if_sequence_np(
         o = None if off is None else off[i]
         bi, due = bits[i], 0  # the next frame to check from
         for t, (xt, f) in enumerate(zip(xi, oi)):  # one flat loop: views come from the zip
-            if t == due:  # _check_frames inlined (the call costs microseconds cold)
+            if t == due:  # the check, inlined (a call costs microseconds cold)
                 if top(bi[t] if group == 1 else bi[t : t + group].reshape(-1)) >= inf:
                     _check_values(xi[t : t + group].reshape(-1))
                 due += group
