@@ -9,17 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikegen.cli import main
+from cli_helpers import run
 from spikegen.image import save_image
 from spikegen.spikes.io import load_spikes, read_dat, save_spikes, write_dat
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 @pytest.fixture

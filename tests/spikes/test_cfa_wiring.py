@@ -11,20 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from spikegen.cli import main
+from cli_helpers import run
 from spikegen.image import load_image, save_image
 from spikegen.spikes.io import load_spikes
 
 P = 12  # patch size
 N = 4   # patches per side
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 @pytest.fixture

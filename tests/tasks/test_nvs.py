@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import run
 from spikegen.cli import main
 from spikegen.data.scenes import load_rgba_composited, read_blender_scene, read_scene_splits
 from spikegen.spikes.io import load_spikes
@@ -20,14 +21,6 @@ from spikegen.tasks.nvs import parse_background, resized_size, restore_views, vi
 
 S = 32  # toy image side
 FOV = 0.6911112070083618
-
-
-def run(argv: list, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    code = e.value.code if isinstance(e.value.code, int) else (0 if e.value.code is None else 1)
-    return code, out.out, out.err
 
 
 def _pose(seed: int) -> list[list[float]]:
