@@ -56,7 +56,7 @@ def test_readme_quick_tour_runs_top_to_bottom(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     r = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for out in ("spikes.npz", "photon.npz", "video.dat", "spikes.mp4", "frame.png", "movie.mp4", "frame_spikegen.png",
+    for out in ("spikes.npz", "photon.npz", "video.dat", "clip.npz", "spikes.mp4", "frame.png", "movie.mp4", "blend.mp4", "frame_spikegen.png",
                 "blurry.png", "sharp.png", "sharp_mean.png", "sharp_std.png", "eval_out/report.html",
                 "runs/try/final/config.json", "mid/config.json", "restored/transforms_train.json", "demo_out/report.html"):
         assert (tmp_path / out).exists(), out

@@ -162,6 +162,36 @@ def simulate(
 
 
 @app.command()
+def convert(
+    file: Annotated[Path, typer.Argument(help="A spike file: .dat, .npz or .npy.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.dat (PKU format, no header) or OUT.npz (packed, with metadata).")],
+    crop: Annotated[Optional[str], typer.Option(help="Keep TOP,LEFT,HEIGHT,WIDTH of the upright frames (pixels); a Bayer pattern in the metadata moves with it.")] = None,
+    compress: Annotated[bool, typer.Option("--compress", help="Deflate an .npz output (smaller for sparse streams; read whole instead of by frame range).")] = False,
+    start: Start = None,
+    end: End = None,
+    fps_camera: FpsCamera = None,
+    height: Height = None,
+    width: Width = None,
+    raw_width: RawWidth = None,
+    no_flip: NoFlip = False,
+    drop_partial: Partial = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert a spike file between .dat and packed .npz, optionally cut (--start/--end) and cropped; streamed, bounded memory."""
+    from spikegen.tasks.toolkit import convert_file
+
+    _need("--fps-camera", fps_camera, above=0)
+    n, h, w, rate = convert_file(
+        file, output, start=start, end=end, fps_camera=fps_camera, crop=crop, compress=compress,
+        overwrite=overwrite, warn=lambda m: _echo(f"warning: {m}"),
+        **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
+    )
+    typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
+    if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
+        typer.echo(f"note: a .dat file has no header; read it back with --height {h} --width {w}")
+
+
+@app.command()
 def reconstruct(
     file: Annotated[Path, typer.Argument(help="A spike file: .dat or .npz.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OUT.png (one frame), OUT.mp4 or a folder of PNGs (with --all).")],

@@ -1,4 +1,4 @@
-"""File-level spike toolkit jobs behind ``spikegen info | simulate | blur``.
+"""File-level spike toolkit jobs behind ``spikegen info | simulate | convert | blur``.
 
 Each function takes paths and plain options, does the work with the library functions of
 :mod:`spikegen.spikes` and :mod:`spikegen.degrade`, and writes files; the CLI only parses.
@@ -17,8 +17,8 @@ from spikegen.degrade import motion_blur
 from spikegen.errors import SpikeFileError, SpikeGenError
 from spikegen.image import is_image_file, load_image, save_image
 from spikegen.outputs import claim_output
-from spikegen.spikes.cfa import check_pattern, integrate_and_fire_cfa, mosaic
-from spikegen.spikes.io import DEFAULT_FPS, DatWriter, check_fps, open_spikes, save_spikes
+from spikegen.spikes.cfa import check_pattern, crop_pattern, integrate_and_fire_cfa, mosaic
+from spikegen.spikes.io import DEFAULT_FPS, DatWriter, PackedWriter, check_fps, open_spikes, save_spikes
 from spikegen.spikes.simulate import integrate_and_fire, iter_frames, iter_simulate_video, photon_sampling
 
 
@@ -255,6 +255,95 @@ def _iter_simulate_video_cfa(source, pattern: str, *, v_th: float, gain: float, 
             yield run(chunk)
     if pending:
         yield run(pending)
+
+
+def parse_crop(crop: str | tuple[int, int, int, int] | None, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """``"TOP,LEFT,HEIGHT,WIDTH"`` (pixels of the upright frames) as a checked tuple inside a
+    ``height x width`` frame; ``None`` for no crop."""
+    if crop is None:
+        return None
+    try:
+        parts = [int(v) for v in (crop.split(",") if isinstance(crop, str) else crop)]
+    except (TypeError, ValueError):
+        parts = []
+    if len(parts) != 4:
+        raise SpikeGenError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH (four integers), got {crop!r}")
+    top, left, h, w = parts
+    if top < 0 or left < 0 or h < 1 or w < 1 or top + h > height or left + w > width:
+        raise SpikeGenError(f"--crop {top},{left},{h},{w} does not fit in the {height}x{width} frames")
+    return top, left, h, w
+
+
+def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, start: int | str | None = None,
+                 end: int | str | None = None, fps_camera: float | None = None,
+                 crop: str | tuple[int, int, int, int] | None = None, compress: bool = False,
+                 overwrite: bool = False, progress: bool = True, block: int = 1024, warn=None,
+                 **open_kwargs) -> tuple[int, int, int, float]:
+    """Convert a spike file between formats (``.dat``, packed ``.npz``; any readable input,
+    ``.npy`` and plain ``.npz`` too), optionally cut to frames ``start .. end - 1`` (frames or
+    times, as ``spikegen reconstruct``) and cropped (``crop``: ``"TOP,LEFT,HEIGHT,WIDTH"`` of
+    the upright frames).
+
+    Streamed ``block`` frames at a time, so memory stays bounded whatever the file's length.
+    A ``.dat`` output is written in the PKU convention (upside down, no header: its metadata
+    is lost, and ``warn`` is told so when there is some). An ``.npz`` output keeps the
+    input's metadata (a packed input's own keys, its ``fps``, its ``cfa`` moved with the crop)
+    and records ``source``, ``start_frame`` and ``crop``. ``open_kwargs`` are those of
+    :func:`spikegen.spikes.io.open_spikes` (``.dat`` geometry, ``flip``, ``partial``).
+
+    Returns:
+        ``(frames, height, width, mean firing rate)`` of the output.
+    """
+    input, output = Path(input), Path(output)
+    suffix = output.suffix.lower()
+    if suffix not in (".dat", ".npz"):
+        raise SpikeGenError(f"{output}: the output must be .dat or .npz, got '{output.suffix}'")
+    full = open_spikes(input, fps=fps_camera, **open_kwargs)
+    if input.resolve() == output.resolve():
+        raise SpikeGenError(f"{output} is the input; write the conversion to another file")
+    a, b = full.time_range(start, end, names=("--start", "--end"))
+    if b <= a:
+        raise SpikeGenError(f"--start/--end select no frames of {input} ({full.num_frames} frames)")
+    box = parse_crop(crop, full.height, full.width)
+    top, left, h, w = box if box is not None else (0, 0, full.height, full.width)
+    meta = {k: v for k, v in (getattr(full, "meta", None) or {}).items() if k not in (*_FORMAT_KEYS, "key")}
+    if full.fps_source != "default" or "fps" in meta:
+        meta["fps"] = full.fps
+    if meta.get("cfa") is not None:
+        meta["cfa"] = crop_pattern(check_pattern(meta["cfa"]), top, left)
+    meta.update(source=input.name, start_frame=a + int(meta.get("start_frame", 0)))
+    if box is not None:
+        meta["crop"] = [top, left, h, w]
+    claim_output(output, overwrite=overwrite)
+    n = b - a
+    if suffix == ".dat":
+        lost = sorted(k for k in meta if k in ("cfa", "fps", "v_th", "gain"))
+        if lost and warn is not None:
+            warn(f"a .dat file has no header: {', '.join(lost)} of {input.name} are not stored")
+        writer = DatWriter(output, h, w, overwrite=overwrite)
+    else:
+        writer = PackedWriter(output, n, h, w, meta, overwrite=overwrite, compress=compress)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=f"convert {input.name}", unit="frame", dynamic_ncols=True)
+    fired = 0
+    try:
+        for blk in full.blocks(block, 0, start=a, stop=b, workers=1):
+            x = blk.spikes[:, top:top + h, left:left + w]
+            writer.write(x)
+            fired += int(np.count_nonzero(x))
+            if bar is not None:
+                bar.update(x.shape[0])
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    writer.close()
+    return n, h, w, fired / (n * h * w)
 
 
 def blur_file(image: str | os.PathLike, output: str | os.PathLike, *, kernels: int = 8, size: int = 40,

@@ -22,7 +22,7 @@ toolkits holding one unpacked ``[T, H, W]`` array.
 **Streaming**: :class:`DatFile` (and :func:`open_spikes` for any supported format) gives the
 number of frames without reading them, reads any frame range, and iterates over blocks of frames
 with bounded memory (:func:`iter_dat`, :func:`iter_spikes`). :class:`DatWriter` writes a
-``.dat`` file block by block.
+``.dat`` file block by block, :class:`PackedWriter` a packed ``.npz``.
 
 Every write goes to a temporary file in the output folder that is renamed over the output only
 when complete, so a failure never leaves a truncated file, and an existing output is never
@@ -38,7 +38,7 @@ re-exports every public name, so ``from spikegen.spikes.io import X`` is the one
 * ``arrays``: the writers' input arrays (numpy or torch), checked to be binary;
 * ``atomic``: the writers' output file, a temporary file renamed into place;
 * ``datwriter``: writing ``.dat``: :class:`DatWriter`, :func:`write_dat`;
-* ``packed``: the packed ``.npz`` format: its header, written and checked;
+* ``packed``: the packed ``.npz`` format: its header, written and checked; :class:`PackedWriter`;
 * ``npz``: reading ``.npz`` / ``.npy`` (packed or plain): :class:`NpzSpikes`.
 """
 
@@ -67,7 +67,7 @@ from spikegen.spikes.io.helpers import (
     dat_frame_bytes,
 )
 from spikegen.spikes.io.npz import NpzSpikes
-from spikegen.spikes.io.packed import PACKED_FORMAT, PACKED_VERSION
+from spikegen.spikes.io.packed import PACKED_FORMAT, PACKED_VERSION, PackedWriter
 from spikegen.spikes.io.reader import SpikeBlock, SpikeFileInfo, SpikeRange
 from spikegen.spikes.io.times import DEFAULT_FPS, TimeSpec, check_fps, frame_range, time_to_frame
 
@@ -76,6 +76,7 @@ __all__ = [
     "DatFile",
     "DatWriter",
     "NpzSpikes",
+    "PackedWriter",
     "SpikeBlock",
     "SpikeRange",
     "SpikeFileInfo",

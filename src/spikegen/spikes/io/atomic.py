@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
-from spikegen.errors import OutputExistsError, SpikeFileError
+from spikegen.errors import OutputExistsError, ShapeError, SpikeFileError
+from spikegen.spikes.io.arrays import FrameSource
 from spikegen.spikes.io.helpers import PathLike
 
 
@@ -79,3 +81,49 @@ def check_output(path: Path, overwrite: bool, what: str) -> None:
         )
     if not path.parent.is_dir():
         raise SpikeFileError(f"cannot write {what} '{path}': folder '{path.parent}' does not exist")
+
+
+class WriterContext:
+    """What the block writers share (:class:`~spikegen.spikes.io.DatWriter`,
+    :class:`~spikegen.spikes.io.PackedWriter`, each with ``_out``, ``close()`` and
+    ``abort()``): a ``with`` block closes the writer when it ends cleanly and aborts it on an
+    error, and a writer dropped without ``close()`` leaves no temporary file behind."""
+
+    _out: AtomicOutput
+    where: str
+
+    def _frames(self, spikes: Any, height: int, width: int) -> FrameSource:
+        """The frames handed to ``write``, checked: the writer is open, ``[t, H, W]`` (or one
+        ``[H, W]`` frame) of the writer's size."""
+        if self._out.done:
+            raise SpikeFileError(f"{self.where}: the writer is closed")
+        if getattr(spikes, "ndim", None) == 2:
+            spikes = spikes[None]
+        src = FrameSource(spikes, self.where)
+        if src.shape[1:] != (height, width):
+            raise ShapeError(f"{self.where}: frames are {src.shape[1]}x{src.shape[2]} but the writer was "
+                             f"opened for {height}x{width}")
+        return src
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        out = getattr(self, "_out", None)
+        if out is not None and not out.done:
+            try:
+                self.abort()
+            except Exception:
+                pass

@@ -11,7 +11,7 @@ import numpy as np
 
 from spikegen.errors import ShapeError, SpikeFileError
 from spikegen.spikes.io.arrays import FrameSource
-from spikegen.spikes.io.atomic import AtomicOutput, check_output
+from spikegen.spikes.io.atomic import AtomicOutput, WriterContext, check_output
 from spikegen.spikes.io.helpers import WRITE_BLOCK_BYTES, PathLike, check_geometry, map_ordered, num_workers
 
 
@@ -28,7 +28,7 @@ def _pack_dat_frames(b: np.ndarray, flip: bool) -> np.ndarray:
     return np.packbits(src.reshape(n, H * W), axis=1, bitorder="little")
 
 
-class DatWriter:
+class DatWriter(WriterContext):
     """Write a ``.dat`` spike file block by block (for streams that do not fit in memory).
 
     The frames go to a temporary file in the output folder, renamed to ``path`` by
@@ -76,18 +76,9 @@ class DatWriter:
 
     def write(self, spikes: Any) -> None:
         """Append frames: a binary ``[t, H, W]`` (or ``[H, W]``) numpy array or torch tensor."""
-        if self._out.done:
-            raise SpikeFileError(f"{self.where}: the writer is closed")
         try:
-            if getattr(spikes, "ndim", None) == 2:
-                spikes = spikes[None]
-            src = FrameSource(spikes, self.where)
+            src = self._frames(spikes, self.height, self.width)
             T, H, W = src.shape
-            if (H, W) != (self.height, self.width):
-                raise ShapeError(
-                    f"{self.where}: frames are {H}x{W} but the writer was opened for "
-                    f"{self.height}x{self.width}"
-                )
             # ~1 MiB blocks: the binary check brings a block into L2, where packing reads it
             per_block = max(1, WRITE_BLOCK_BYTES // (H * W))
             starts = range(0, T, per_block)
@@ -116,22 +107,6 @@ class DatWriter:
         """Discard everything written so far; ``path`` is left as it was."""
         self._out.abort()
 
-    def __enter__(self) -> DatWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self) -> None:  # a writer dropped without close() leaves no temp file behind
-        out = getattr(self, "_out", None)
-        if out is not None and not out.done:
-            try:
-                out.abort()
-            except Exception:
-                pass
 
 
 def write_dat(
