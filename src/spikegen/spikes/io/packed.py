@@ -130,7 +130,7 @@ class PackedWriter(WriterContext):
                 if self._carry.size:
                     b = np.concatenate([self._carry, b.view(np.uint8)])
                 n8 = b.size // 8 * 8
-                self._bits.write(np.packbits(b[:n8], bitorder="little").tobytes())
+                self._bits.write(memoryview(np.packbits(b[:n8], bitorder="little")))
                 self._carry = np.array(b[n8:], dtype=np.uint8)
             self.num_frames += t
         except BaseException:
@@ -145,7 +145,7 @@ class PackedWriter(WriterContext):
             if self.num_frames != self.shape[0]:
                 raise SpikeFileError(f"{self.where}: {self.num_frames} of the {self.shape[0]} frames were written")
             if self._carry.size:
-                self._bits.write(np.packbits(self._carry, bitorder="little").tobytes())
+                self._bits.write(memoryview(np.packbits(self._carry, bitorder="little")))
             self._bits.close()
             with self._zip.open("meta.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.frombuffer(self._meta, dtype=np.uint8), allow_pickle=False)
