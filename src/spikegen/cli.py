@@ -201,7 +201,7 @@ def reconstruct(
     all_frames: Annotated[bool, typer.Option("--all", help="Reconstruct every frame, streaming over the file.")] = False,
     stride: Annotated[int, typer.Option(help="With --all: one output frame every `stride` input frames.")] = 1,
     vth: Annotated[float, typer.Option("--vth", help="TFI: threshold V_th (the image is V_th / interval, one frame or --all).")] = 1.0,
-    scale: Annotated[Optional[float], typer.Option(help="TFP, the blend (and SpikeGen's TFP pseudo-frame): multiply the firing rate by this (default 1; for spikegen the model's tfp_scale, 1/0.6; 1/0.6 for Spk2ImgNet-style data).")] = None,
+    scale: Annotated[Optional[str], typer.Option(help="TFP, the blend (and SpikeGen's TFP pseudo-frame): multiply the firing rate by this (default 1; for spikegen the model's tfp_scale, 1/0.6; 1/0.6 for Spk2ImgNet-style data). 'auto' (tfp, tfi, blend): the 99.5th percentile of the frame (with --all: of the middle frame, fixed for all) maps to white; the gain is printed.")] = None,
     fps: Annotated[float, typer.Option(help="Frame rate of an MP4 output.")] = 30.0,
     weights: Annotated[Optional[Path], typer.Option(help="SpikeGen weights folder (default: the shipped tiny weights).")] = None,
     start: Start = None,
@@ -222,16 +222,18 @@ def reconstruct(
     _need("--frame", frame, lo=0)
     _need("--stride", stride, lo=1)
     _need("--vth", vth, above=0)
-    _need("--scale", scale, above=0)
     _need("--fps", fps, above=0)
     _need("--fps-camera", fps_camera, above=0)
 
+    info: dict = {}
     written = reconstruct_file(
         file, output, method=method, window=window, frame=frame, all_frames=all_frames, stride=stride,
         v_th=vth, scale=scale, fps=fps, weights=weights, overwrite=overwrite,
-        start=start, end=end, fps_camera=fps_camera, cfa=cfa,
+        start=start, end=end, fps_camera=fps_camera, cfa=cfa, info=info,
         **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
+    if scale is not None and scale.strip().lower() == "auto":
+        typer.echo(f"auto scale: {info['scale']:.4g} (pass --scale {info['scale']:.4g} to reuse it)")
     typer.echo(f"wrote {written}")
 
 

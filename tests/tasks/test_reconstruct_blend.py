@@ -102,3 +102,40 @@ def test_one_frame_and_all_frames_agree_for_tfp_and_tfi(dat, tmp_path, method, k
                                   progress=False, **kw, **DAT)
     a, b = load_image(one, gray=True), load_image(folder / "frame_000140.png", gray=True)
     assert torch.equal(a, b) and 0.02 < float(a.mean()) < 0.98
+
+
+@pytest.mark.parametrize("method", ["tfp", "tfi", "blend"])
+def test_scale_auto_maps_the_99_5th_percentile_to_white_and_is_fixed_for_all_frames(dat, x, tmp_path, method):
+    """``--scale auto`` on a dim stream (rates up to 0.36): the gain makes the one frame's
+    99.5th percentile white, and ``--all`` uses the middle frame's gain for every frame."""
+    from spikegen.tasks.reconstruct import _classic_frame, auto_gain
+    from spikegen.spikes.io import open_spikes
+
+    dim = write_dat(tmp_path / "dim.dat", (np.random.default_rng(3).random((T, H, W)) < 0.6 * x).astype(np.uint8))
+    src = open_spikes(dim, **DAT)
+    info: dict = {}
+    one = rec.reconstruct_file(dim, tmp_path / "a.png", method=method, frame=60, window=21, scale="auto", info=info, **DAT)
+    raw = _classic_frame(src, method, 21, 60, 1.0, 1.0)
+    g = auto_gain(raw)
+    assert g > 1.5 and info["scale"] == pytest.approx(g)
+    got = load_image(one, gray=True)[0].numpy()
+    assert np.abs(got - (raw * g).clamp(0, 1).numpy()).max() <= Q
+    assert g == pytest.approx(1 / np.quantile(raw.numpy(), 0.995), rel=1e-5)
+    assert (got >= 254 / 255).any() and got.mean() > raw.numpy().mean() * 1.4
+    info_all: dict = {}
+    folder = rec.reconstruct_file(dim, tmp_path / "all", method=method, all_frames=True, stride=50, window=21,
+                                  scale="auto", info=info_all, progress=False, **DAT)
+    g_mid = auto_gain(_classic_frame(src, method, 21, T // 2, 1.0, 1.0))
+    assert info_all["scale"] == pytest.approx(g_mid)
+    for t in (0, 100, 250):
+        want = (_classic_frame(src, method, 21, t, 1.0, 1.0) * g_mid).clamp(0, 1).numpy()
+        assert np.abs(load_image(folder / f"frame_{t:06d}.png", gray=True)[0].numpy() - want).max() <= 1.5 / 255
+
+
+def test_scale_errors(dat, tmp_path):
+    with pytest.raises(SpikeGenError, match="'auto'"):
+        rec.reconstruct_file(dat, tmp_path / "e.png", method="tfp", scale="bright", **DAT)
+    with pytest.raises(SpikeGenError, match="> 0"):
+        rec.reconstruct_file(dat, tmp_path / "e.png", method="tfp", scale=0.0, **DAT)
+    with pytest.raises(SpikeGenError, match="auto works with"):
+        rec.reconstruct_file(dat, tmp_path / "e.png", method="spikegen", scale="auto", **DAT)

@@ -29,7 +29,7 @@ from spikegen.degrade import rgb_to_gray
 from spikegen.errors import SpikeGenError
 from spikegen.image import VideoWriter, save_image
 from spikegen.outputs import claim_output
-from spikegen.spikes.cfa import check_pattern, demosaic_bilinear, tfi_color, tfp_color
+from spikegen.spikes.cfa import check_pattern, demosaic_bilinear
 from spikegen.spikes.io import open_spikes
 from spikegen.spikes.reconstruct import tfi, tfi_stream, tfp, tfp_stream
 from spikegen.tasks.deblur import expected_spike_frames, pseudo_frame, select_frames
@@ -78,6 +78,26 @@ def _frames_blend(src, window: int, centers: list[int], scale: float) -> Iterato
             lo, hi = _window_of(c, window, n)
             yield c, tfp_tfi_blend(s[lo - r0 : hi - r0], c - lo, scale)
         i = j
+
+
+def _classic_frame(src, method: str, window: int, c: int, scale: float, v_th: float) -> torch.Tensor:
+    """The TFP, TFI or blend ``[H, W]`` at frame ``c`` of ``src`` (of the mosaic for a Bayer
+    stream), as one-frame ``reconstruct`` writes it."""
+    if method == "blend":
+        return next(_frames_blend(src, window, [c], scale))[1]
+    half = window // 2 if method == "tfp" else max(window // 2, 1)
+    lo, hi = max(c - half, 0), min(c + half + 1, src.num_frames)
+    spikes = torch.from_numpy(src.read(lo, hi))
+    if method == "tfp":
+        return tfp(spikes, window, centers=[c - lo], scale=scale)[0]
+    return tfi(spikes, v_th=v_th, centers=[c - lo], max_half_window=half)[0]
+
+
+def auto_gain(img: torch.Tensor) -> float:
+    """The display gain of ``--scale auto``: the 99.5th percentile of ``img`` maps to white (as
+    ``spikegen view``'s TFP); 1 for an all-dark image."""
+    q = float(torch.quantile(img.flatten().float()[:: max(1, img.numel() // 1_000_000)], 0.995))
+    return 1.0 / q if q > 0 else 1.0
 
 
 def _frames_spikegen(src, model, window: int, centers: list[int], *, gamma: float, steps: int,
@@ -137,7 +157,7 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
                      scale: float | None = None, fps: float = 30.0, weights: str | os.PathLike | None = None,
                      gamma: float = 0.5, steps: int = 25, overwrite: bool = False, progress: bool = True,
                      start: int | str | None = None, end: int | str | None = None, fps_camera: float | None = None,
-                     cfa: str | None = None, **open_kwargs) -> Path:
+                     cfa: str | None = None, info: dict | None = None, **open_kwargs) -> Path:
     """Reconstruct one frame (PNG) or every ``stride``-th frame (MP4 or PNG folder).
 
     Args:
@@ -155,7 +175,10 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             pseudo-frame averages that many centred frames, widened on sparse streams; else
             the whole window).
         scale: TFP (and blend) intensity scale (default 1; for ``spikegen`` the model's ``tfp_scale``,
-            1 / 0.6 for the tiny weights: a white pixel firing at 0.6).
+            1 / 0.6 for the tiny weights: a white pixel firing at 0.6). ``"auto"`` (TFP, TFI,
+            blend): a display gain that maps the 99.5th percentile of the reconstruction at
+            ``frame`` (with ``all_frames``: at the middle frame, then fixed for every frame, so
+            the video does not flicker) to white; the gain is stored in ``info["scale"]``.
         start, end: use only frames ``start .. end - 1``: frame indices or times with units
             (``"10ms"``, ``"0.5s"``), converted at ``fps_camera`` as
             :func:`spikegen.spikes.io.frame_range` (start rounded down, end up). ``frame`` (an
@@ -166,12 +189,24 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
             colour TFP / TFI; default the ``cfa`` of a packed ``.npz``'s metadata; ``"none"``:
             gray even when the file names a pattern (the blend is computed on the mosaic, then
             demosaicked). Not with ``spikegen``.
+        info: a dict that receives ``"scale"``, the gain applied (``--scale auto``) or given.
 
     Returns:
         The written path.
     """
     if method not in METHODS:
         raise SpikeGenError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    auto = isinstance(scale, str) and scale.strip().lower() == "auto"
+    if auto and method == "spikegen":
+        raise SpikeGenError("--scale auto works with --method tfp, tfi or blend (SpikeGen's pseudo-frame "
+                            "uses the model's tfp_scale)")
+    if isinstance(scale, str) and not auto:
+        try:
+            scale = float(scale)
+        except ValueError:
+            raise SpikeGenError(f"--scale must be a number > 0 or 'auto', got {scale!r}") from None
+    if scale is not None and not auto and not float(scale) > 0:
+        raise SpikeGenError(f"--scale must be a number > 0 or 'auto', got {scale!r}")
     model = load_default_model(weights, task="reconstruct") if method == "spikegen" else None
     auto_window = window is None
     if auto_window:  # SpikeGen weights that pick their own pseudo-frame window: eval's 61 to pick from
@@ -199,31 +234,26 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         raise SpikeGenError(f"--frame {frame} is outside {where}")
     claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
     sg_scale = scale  # SpikeGen's pseudo-frame: default the model's tfp_scale
-    scale = 1.0 if scale is None else float(scale)
+    c_one = n // 2 if frame is None else int(frame) - a  # the one frame (and the auto gain's)
+    gain = 1.0  # TFI's output gain (TFP and the blend take theirs as `scale`)
+    if auto:
+        gain = auto_gain(_classic_frame(src, method, window, c_one if not all_frames else n // 2, 1.0, v_th))
+        scale = gain if method != "tfi" else 1.0
+    else:
+        scale = 1.0 if scale is None else float(scale)
+    if method != "tfi":
+        gain = 1.0
+    if info is not None:
+        info["scale"] = scale if method != "tfi" else gain
 
     if not all_frames:
-        c = n // 2 if frame is None else int(frame) - a
         if method == "spikegen":
-            _, img = next(_frames_spikegen(src, model, window, [c], gamma=gamma, steps=steps, batch=1, seed=0,
+            _, img = next(_frames_spikegen(src, model, window, [c_one], gamma=gamma, steps=steps, batch=1, seed=0,
                                               scale=sg_scale))
-        elif method == "blend":
-            _, img = next(_frames_blend(src, window, [c], scale))
+        else:
+            img = _classic_frame(src, method, window, c_one, scale, v_th) * gain
             if pattern is not None:
                 return save_image(output, demosaic_bilinear(img, pattern).clamp(0, 1), overwrite=True)
-        else:
-            half = window // 2 if method == "tfp" else max(window // 2, 1)
-            lo, hi = max(c - half, 0), min(c + half + 1, n)
-            spikes = torch.from_numpy(src.read(lo, hi))
-            if pattern is not None:
-                if method == "tfp":
-                    img = tfp_color(spikes, window, pattern, centers=[c - lo], scale=scale)[0]
-                else:
-                    img = tfi_color(spikes, pattern, v_th=v_th, centers=[c - lo], max_half_window=half)[0]
-                return save_image(output, img.clamp(0, 1), overwrite=True)
-            if method == "tfp":
-                img = tfp(spikes, window, centers=[c - lo], scale=scale)[0]
-            else:
-                img = tfi(spikes, v_th=v_th, centers=[c - lo], max_half_window=half)[0]
         return save_image(output, img[None].clamp(0, 1), overwrite=True)
 
     centers = list(range(0, n, stride))
@@ -238,13 +268,13 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(centers), desc=f"{method} {Path(file).name}", unit="frame", dynamic_ncols=True)
-    # (TFI is V_th / interval here as for one frame: --vth scales both alike)
+    # (TFI is V_th / interval here as for one frame: --vth scales both alike; `gain`: auto)
     if pattern is not None:
         def image(fr: torch.Tensor) -> torch.Tensor:
-            return demosaic_bilinear(fr, pattern).clamp(0, 1)
+            return demosaic_bilinear(fr * gain, pattern).clamp(0, 1)
     else:
         def image(fr: torch.Tensor) -> torch.Tensor:
-            return fr.clamp(0, 1)[None]
+            return (fr * gain).clamp(0, 1)[None]
     if output.suffix.lower() == ".mp4":
         with VideoWriter(output, fps=fps, overwrite=True) as vw:
             for _, fr in frames:
