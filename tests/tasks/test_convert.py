@@ -29,7 +29,7 @@ def test_dat_to_npz_and_back_is_byte_identical(tmp_path, x, block):
     n, h, w, rate = convert_file(dat, npz, height=H, width=W, block=block, progress=False)
     assert (n, h, w) == (T, H, W) and rate == pytest.approx(x.mean())
     y, meta = load_spikes(npz, with_meta=True)
-    assert np.array_equal(y, x) and meta["source"] == "a.dat" and meta["start_frame"] == 0
+    assert np.array_equal(y, x) and meta["source"] == meta["converted_from"] == "a.dat" and meta["start_frame"] == 0
     assert "fps" not in meta and "crop" not in meta  # nothing invented
     back = tmp_path / "b.dat"
     convert_file(npz, back, block=block, progress=False)
@@ -37,7 +37,7 @@ def test_dat_to_npz_and_back_is_byte_identical(tmp_path, x, block):
 
 
 def test_cut_and_crop_equal_slicing_and_carry_the_metadata(tmp_path, x):
-    src = save_spikes(tmp_path / "s.npz", x, fps=40000.0, cfa="RGGB", v_th=2.0)
+    src = save_spikes(tmp_path / "s.npz", x, fps=40000.0, cfa="RGGB", v_th=2.0, source="scene.png")
     out = tmp_path / "c.npz"
     # frames 25..74: 0.625 ms .. 1.875 ms at 40 kHz
     n, h, w, _ = convert_file(src, out, start="0.625ms", end="1.875ms", crop="3,5,6,11", block=16, progress=False)
@@ -45,6 +45,7 @@ def test_cut_and_crop_equal_slicing_and_carry_the_metadata(tmp_path, x):
     assert (n, h, w) == (50, 6, 11) and np.array_equal(y, x[25:75, 3:9, 5:16])
     assert meta["fps"] == 40000.0 and meta["v_th"] == 2.0 and meta["start_frame"] == 25
     assert meta["crop"] == [3, 5, 6, 11] and meta["cfa"] == "BGGR"  # odd row and column: B G / G R
+    assert meta["converted_from"] == "s.npz" and meta["source"] == "scene.png"  # the simulated scene
     # a second cut counts from the original file
     convert_file(out, tmp_path / "d.npz", start=10, progress=False)
     assert load_spikes(tmp_path / "d.npz", with_meta=True)[1]["start_frame"] == 35

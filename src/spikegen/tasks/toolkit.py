@@ -288,7 +288,8 @@ def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, start: 
     A ``.dat`` output is written in the PKU convention (upside down, no header: its metadata
     is lost, and ``warn`` is told so when there is some). An ``.npz`` output keeps the
     input's metadata (a packed input's own keys, its ``fps``, its ``cfa`` moved with the crop)
-    and records ``source``, ``start_frame`` and ``crop``. ``open_kwargs`` are those of
+    and records ``converted_from``, ``start_frame`` (counted from the first file across
+    repeated cuts), ``crop``, and ``source`` when the input names none. ``open_kwargs`` are those of
     :func:`spikegen.spikes.io.open_spikes` (``.dat`` geometry, ``flip``, ``partial``).
 
     Returns:
@@ -311,7 +312,8 @@ def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, start: 
         meta["fps"] = full.fps
     if meta.get("cfa") is not None:
         meta["cfa"] = crop_pattern(check_pattern(meta["cfa"]), top, left)
-    meta.update(source=input.name, start_frame=a + int(meta.get("start_frame", 0)))
+    meta.setdefault("source", input.name)  # a simulated stream's source stays its image or video
+    meta.update(converted_from=input.name, start_frame=a + int(meta.get("start_frame", 0)))
     if box is not None:
         meta["crop"] = [top, left, h, w]
     claim_output(output, overwrite=overwrite)
