@@ -28,7 +28,7 @@ def dat(tmp_path) -> Path:
     return write_dat(tmp_path / "s.dat", s)
 
 
-@pytest.mark.parametrize("cmd", ["info", "simulate", "reconstruct", "blur", "deblur", "eval", "demo", "train", "nvs"])
+@pytest.mark.parametrize("cmd", ["info", "simulate", "convert", "reconstruct", "blur", "deblur", "eval", "demo", "train", "nvs", "view"])
 def test_every_command_has_help(cmd, capsys):
     code, out, _ = run([cmd, "--help"], capsys)
     assert code == 0 and "Usage" in out
@@ -52,6 +52,26 @@ def test_info_reports_frames_size_and_rate(dat, capsys):
 def test_info_on_shared_real_capture(shared_data, capsys):
     code, out, _ = run(["info", shared_data / "spikes/real/uhsr_helicopter.npz"], capsys)
     assert code == 0 and "frames: 200" in out and "250x250" in out
+    # its hot pixel fires 24 times where its neighbours' median is 4: no absolute threshold sees it
+    assert "hot pixels (>0.5): 0" in out and "bright outliers: 1 " in out
+
+
+def test_bright_outliers_are_hot_pixels_against_their_neighbours_and_colour_plane():
+    from spikegen.tasks.toolkit import bright_outliers
+
+    rng = np.random.default_rng(4)
+    n = 400
+    counts = rng.poisson(0.03 * n, (120, 160))  # a dim, uniform capture: no outlier by chance
+    assert bright_outliers(counts, n) == 0
+    hot = [(5, 7), (60, 80), (119, 159), (0, 0)]
+    for y, x in hot:
+        counts[y, x] = rng.poisson(0.15 * n)  # 5x the neighbours: far below an absolute 0.5
+    assert bright_outliers(counts, n) == len(hot)
+    # a Bayer mosaic: red pixels fire 4x as often as green; judged per colour plane, none stand out
+    rate = np.full((120, 160), 0.03)
+    rate[0::2, 0::2] = 0.12  # RGGB: R
+    bayer = rng.poisson(rate * n)
+    assert bright_outliers(bayer, n, "RGGB") == 0 and bright_outliers(bayer, n) > 1000
 
 
 @pytest.mark.parametrize("suffix", [".dat", ".npz"])
