@@ -71,6 +71,13 @@ def _echo(msg: str) -> None:
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
+def _echo_spikes_written(output: Path, n: int, h: int, w: int, rate: float) -> None:
+    """What ``simulate`` and ``convert`` print after writing a spike file."""
+    typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
+    if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
+        typer.echo(f"note: a .dat file has no header; read it back with --height {h} --width {w}")
+
+
 def _need(flag: str, value, *, lo=None, hi=None, above=None) -> None:
     """Validate a numeric option at the CLI boundary: finite, ``>= lo`` (or ``> above``),
     ``<= hi``; ``None`` (an unset optional) passes. Raises a one-line :class:`SpikeGenError`
@@ -156,9 +163,7 @@ def simulate(
         coverage=coverage, seed=seed, flip=not no_flip, overwrite=overwrite, cfa=cfa, fps=fps_camera,
         warn=lambda m: _echo(f"warning: {m}"),
     )
-    typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
-    if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
-        typer.echo(f"note: a .dat file has no header; read it back with --height {h} --width {w}")
+    _echo_spikes_written(output, n, h, w, rate)
 
 
 @app.command()
@@ -186,9 +191,7 @@ def convert(
         overwrite=overwrite, warn=lambda m: _echo(f"warning: {m}"),
         **_dat_kwargs(height, width, raw_width, no_flip, drop_partial),
     )
-    typer.echo(f"wrote {output}: {n} frames of {h}x{w}, mean firing rate {rate:.4f}")
-    if output.suffix.lower() == ".dat" and (h, w) != (250, 400):
-        typer.echo(f"note: a .dat file has no header; read it back with --height {h} --width {w}")
+    _echo_spikes_written(output, n, h, w, rate)
 
 
 @app.command()

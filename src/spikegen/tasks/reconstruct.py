@@ -235,16 +235,15 @@ def reconstruct_file(file: str | os.PathLike, output: str | os.PathLike, *, meth
     claim_output(output, overwrite=overwrite, folder=all_frames and output.suffix.lower() != ".mp4")
     sg_scale = scale  # SpikeGen's pseudo-frame: default the model's tfp_scale
     c_one = n // 2 if frame is None else int(frame) - a  # the one frame (and the auto gain's)
-    gain = 1.0  # TFI's output gain (TFP and the blend take theirs as `scale`)
+    # --scale auto: TFP and the blend take the gain as their `scale`, TFI multiplies its output
+    g = auto_gain(_classic_frame(src, method, window, n // 2 if all_frames else c_one, 1.0, v_th)) if auto else None
     if auto:
-        gain = auto_gain(_classic_frame(src, method, window, c_one if not all_frames else n // 2, 1.0, v_th))
-        scale = gain if method != "tfi" else 1.0
+        scale = g if method != "tfi" else 1.0
     else:
         scale = 1.0 if scale is None else float(scale)
-    if method != "tfi":
-        gain = 1.0
+    gain = g if auto and method == "tfi" else 1.0
     if info is not None:
-        info["scale"] = scale if method != "tfi" else gain
+        info["scale"] = gain if method == "tfi" else scale
 
     if not all_frames:
         if method == "spikegen":

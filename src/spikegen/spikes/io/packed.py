@@ -18,7 +18,7 @@ import numpy as np
 
 from spikegen.errors import ShapeError, SpikeFileError
 from spikegen.spikes.io.arrays import FrameSource
-from spikegen.spikes.io.atomic import AtomicOutput, WriterContext, check_output
+from spikegen.spikes.io.atomic import AtomicOutput, WriterContext
 from spikegen.spikes.io.helpers import BLOCK_BYTES
 from spikegen.spikes.io.times import check_fps
 
@@ -171,8 +171,7 @@ def write_packed(p: Path, spikes: Any, meta: dict[str, Any], *, overwrite: bool 
     """Write ``spikes`` to the packed ``.npz`` file ``p``: what :func:`spikegen.spikes.io.save_spikes`
     does for a ``.npz`` suffix (``meta`` are its metadata keywords). Returns ``p``."""
     src = FrameSource(spikes, f"save_spikes('{p}')")
-    packed_header(f"save_spikes('{p}')", src.shape, meta)  # errors before the output is touched
-    check_output(p, overwrite, "spike file")
+    packed_header(f"save_spikes('{p}')", src.shape, meta)  # its errors name save_spikes
     with PackedWriter(p, *src.shape, meta, overwrite=overwrite, compress=compress) as w:
         w.write(spikes)  # packed block by block
     return p
