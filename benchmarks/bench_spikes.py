@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikegen.spikes import native
 from spikegen.spikes.io import read_dat, write_dat
 from spikegen.spikes.reconstruct import tfi, tfp
 from spikegen.spikes.simulate import integrate_and_fire
@@ -332,7 +333,8 @@ def main() -> None:
         load = "load average unknown"
     print(f"spikegen benchmark: torch {torch.__version__}, numpy {np.__version__}, {torch.get_num_threads()} "
           f"torch thread(s), {os.cpu_count()} CPUs, {load}, median of >= {args.repeats} runs (short rows: >= 1 s of runs)"
-          f"{' (quick sizes)' if args.quick else ''}\nreferences: {ref_path}", flush=True)
+          f"{' (quick sizes)' if args.quick else ''}\nreferences: {ref_path}\n"
+          f"spikegen kernels: {native.status}", flush=True)
     rows: list[tuple] = []
     notes: list[str] = []
     run_kernels(args, refs, rows, notes)

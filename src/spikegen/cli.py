@@ -33,7 +33,9 @@ def _version(value: bool) -> None:
             v = version("spikegen")
         except PackageNotFoundError:  # running from a source tree that is not installed
             v = "unknown (not installed)"
-        typer.echo(f"spikegen {v}")
+        from spikegen.spikes import native
+
+        typer.echo(f"spikegen {v} (spike kernels: {native.status})")
         raise typer.Exit()
 
 

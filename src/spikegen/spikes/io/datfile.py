@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spikegen.errors import SpikeFileError
+from spikegen.spikes import native
 from spikegen.spikes.io.helpers import (
     BLOCK_BYTES,
     DEFAULT_HEIGHT,
@@ -194,6 +195,17 @@ class DatFile(SpikeReader):
         the output itself -- numpy has no ``out=`` for it, and unpacking block by block into a
         preallocated array costs one more pass over the output."""
         n, H, W, fb = len(idx), self.height, self.width, self.frame_bytes
+        lib = native.lib
+        if lib is not None:  # each block unpacked (and flipped) into the output while in cache
+            out = np.empty((n, H, W), dtype=np.uint8)
+            buf = np.empty(min(per_block, n) * fb, dtype=np.uint8)
+            with open(self.path, "rb", buffering=0) as fh:
+                for j0 in range(0, n, per_block):
+                    j1 = min(n, j0 + per_block)
+                    raw = buf[: (j1 - j0) * fb]
+                    self._read_into(fh, idx[j0:j1], raw)
+                    lib.unpack_rows(raw, out[j0:j1], j1 - j0, H, W // 8, W // 8, self.flip)
+            return out
         packed = np.empty((n, H, W // 8), dtype=np.uint8)
         flat = packed.reshape(n, fb)
         buf = np.empty(min(per_block, n) * fb, dtype=np.uint8) if self.flip else None
@@ -234,6 +246,10 @@ class DatFile(SpikeReader):
         """Unpack ``n`` stored frames (``raw``, ``n * frame_bytes`` bytes) into ``out[n, H, W]``."""
         n = out.shape[0]
         H, W, rw = self.height, self.width, self.raw_width
+        lib = native.lib
+        if lib is not None and rw % 8 == 0 and W % 8 == 0 and out.flags.c_contiguous:
+            lib.unpack_rows(raw, out, n, H, rw // 8, W // 8, self.flip)
+            return
         if rw % 8 == 0:
             # Rows are byte-aligned: flip and crop on the packed bytes (8x less data), then unpack.
             rows = raw.reshape(n, H, rw // 8)

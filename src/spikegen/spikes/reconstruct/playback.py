@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from spikegen.errors import ShapeError
+from spikegen.spikes import native
 from spikegen.spikes.reconstruct import _common
 from spikegen.spikes.reconstruct._common import (
     Centers,
@@ -75,6 +76,15 @@ def _tfp_np(
     s_rel, e_rel = (starts - base).tolist(), (ends - base).tolist()
     factor = (float(scale) / counts).astype(np.float32)
     clamp = (counts.astype(np.float32) * factor > 1).tolist()  # the largest value exceeds 1
+    lib = native.lib
+    if (lib is not None and s.dtype in (np.uint8, np.bool_) and out.dtype == np.float32
+            and s.flags.c_contiguous and out.flags.c_contiguous):
+        # one fused loop: running counts of a tile of pixels, converted and scaled in L1
+        seen = lib.tfp(s, out, np.asarray(s_rel, np.int64), np.asarray(e_rel, np.int64), factor,
+                       np.asarray(clamp, np.uint8), b, length, h * w, check and s.dtype == np.uint8)
+        if seen > 1:  # (the output is discarded)
+            raise nonbinary(int(s.max()))
+        return
     wide = int(counts.max()) > 255
     cdt = np.uint8 if not wide else (np.int16 if length < 32767 else np.int32)
     tmp = np.empty((b, h, w), cdt)

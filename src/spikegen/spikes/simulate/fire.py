@@ -25,6 +25,7 @@ from torch import Tensor
 
 from spikegen.checks import per_sample, plain_number
 from spikegen.errors import ShapeError
+from spikegen.spikes import native
 from spikegen.spikes.simulate._common import light_tensor
 from spikegen.spikes.simulate.noise import SpikeNoise
 
@@ -476,6 +477,12 @@ def _if_numpy(
     # flattened contiguous rows of one sample)
     if static:
         q_np = q_all.detach().contiguous().numpy()
+        lib = native.lib
+        if lib is not None and a_all.flags.c_contiguous:  # one fused loop, tiles of pixels
+            lib.integrate_and_fire(q_np.reshape(b, h * w), a_all.reshape(b, h * w),
+                                   o_all.reshape(b, t_total, h * w), None, None, None,
+                                   b, t_total, h * w, True, False)
+            return
         rows = max(1, min(h, _IF_TILE // max(1, w)))
         for i in range(b):
             for r in range(0, h, rows):
@@ -524,6 +531,14 @@ def _if_sequence_np(
     reference's four; the loop body is plain local calls over row views, since at 250 x 400 a
     step takes some 60 us and each extra Python call costs about 1 us."""
     b, t_total, p = x_np.shape
+    lib = native.lib
+    if lib is not None:  # the same ops fused in one pass a step, over tiles of pixels
+        ok = lib.integrate_and_fire(
+            x_np, a2, o2, None if start is None else np.ascontiguousarray(start),
+            None if sc is None else (float(sc) if np.ndim(sc) == 0 else sc), off, b, t_total, p)
+        if not ok:
+            raise ShapeError(_BAD_INTENSITY)
+        return
     one = x_np.dtype.type(1.0)
     bits_t, inf = _float_bits(x_np.dtype)
     bits = x_np.view(bits_t)
