@@ -426,6 +426,215 @@ f0:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- TFI
+ * out[i] = v / d at the centre c[i] (relative frame numbers 1..L), d = next' - prev' with prev'
+ * the last spike in lo[i] .. c[i] (lo[i] - 1 if none) and next' the first in c[i] + 1 .. hi[i]
+ * (hi[i] + 1 if none); 0 where neither side has a spike (d is then hi - lo + 2): the numpy
+ * kernel's arithmetic (v / float32(d)). A forward scan over a tile of pixels keeps the last
+ * spike and stores it at each centre, a backward scan keeps L + 1 - the first spike after and
+ * finishes each output as it passes the centre. Indices are uint8 for streams of up to 254
+ * frames, uint16 up to 65 534, int beyond. Repeated centres copy the first one's output. */
+#define TFI_KERNEL(NAME, ATTR, IDX)                                                         \
+    ATTR static void NAME(const unsigned char *s, float *out, const long long *lo,          \
+                          const long long *hi, float v, Py_ssize_t L, Py_ssize_t P,         \
+                          Py_ssize_t tile, const Py_ssize_t *slot_of, const Py_ssize_t *first, \
+                          const Py_ssize_t *next_same, void *prev_buf, void *state_buf,     \
+                          long long r_from, long long r_last, long long r_top,              \
+                          long long r_to)                                                   \
+    {                                                                                       \
+        IDX *restrict prev = (IDX *)prev_buf;                                               \
+        IDX *restrict st = (IDX *)state_buf;                                                \
+        for (Py_ssize_t p0 = 0; p0 < P; p0 += tile) {                                       \
+            Py_ssize_t n = P - p0 < tile ? P - p0 : tile;                                   \
+            memset(st, 0, (size_t)n * sizeof(IDX));                                         \
+            for (long long r = r_from; r <= r_last; r++) {                                  \
+                const unsigned char *restrict sr = s + (r - 1) * P + p0;                    \
+                IDX rv = (IDX)r;                                                            \
+                for (Py_ssize_t p = 0; p < n; p++)                                          \
+                    st[p] = sr[p] ? rv : st[p];                                             \
+                if (slot_of[r] >= 0)                                                        \
+                    memcpy(prev + slot_of[r] * n, st, (size_t)n * sizeof(IDX));             \
+            }                                                                               \
+            memset(st, 0, (size_t)n * sizeof(IDX));                                         \
+            for (long long r = r_top + 1; r >= r_to; r--) {                                 \
+                if (r <= r_top) {                                                           \
+                    const unsigned char *restrict sr = s + (r - 1) * P + p0;                \
+                    IDX rv = (IDX)(L + 1 - r);                                              \
+                    for (Py_ssize_t p = 0; p < n; p++)                                      \
+                        st[p] = sr[p] ? rv : st[p];                                         \
+                }                                                                           \
+                /* finish the centres r - 1, and those past the last searched frame */      \
+                for (long long c = (r == r_top + 1 ? L : r - 1); c >= r - 1; c--) {         \
+                    Py_ssize_t i = c >= 1 ? first[c] : -1;                                  \
+                    if (i < 0)                                                              \
+                        continue;                                                           \
+                    const IDX *restrict pr = prev + slot_of[c] * n;                         \
+                    int lo1 = (int)lo[i] - 1, lim = (int)(L - hi[i]);                       \
+                    int top = (int)L + 1, dmax = (int)(hi[i] - lo[i] + 2);                  \
+                    float *restrict o = out + i * P + p0;                                   \
+                    for (Py_ssize_t p = 0; p < n; p++) {                                    \
+                        int a = pr[p] > lo1 ? pr[p] : lo1;                                  \
+                        int b = st[p] > lim ? st[p] : lim;                                  \
+                        int d = top - b - a;                                                \
+                        o[p] = d == dmax ? 0.0f : v / (float)d;                             \
+                    }                                                                       \
+                    for (Py_ssize_t j = next_same[i]; j >= 0; j = next_same[j])             \
+                        memcpy(out + j * P + p0, o, (size_t)n * sizeof(float));             \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+TFI_KERNEL(tfi_u8, , unsigned char)
+TFI_KERNEL(tfi_u16, , unsigned short)
+TFI_KERNEL(tfi_i32, , int)
+#ifdef HAVE_AVX2
+TFI_KERNEL(tfi_u8_avx2, __attribute__((target("avx2"))), unsigned char)
+TFI_KERNEL(tfi_u16_avx2, __attribute__((target("avx2"))), unsigned short)
+TFI_KERNEL(tfi_i32_avx2, __attribute__((target("avx2"))), int)
+#else
+#define tfi_u8_avx2 tfi_u8
+#define tfi_u16_avx2 tfi_u16
+#define tfi_i32_avx2 tfi_i32
+#endif
+typedef void (*tfi_fn)(const unsigned char *, float *, const long long *, const long long *,
+                       float, Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t *,
+                       const Py_ssize_t *, const Py_ssize_t *, void *, void *, long long,
+                       long long, long long, long long);
+
+/* the index scratch of all centres stays under this (smaller tiles of pixels beyond) */
+#define TFI_SCRATCH (64 << 20)
+
+static PyObject *py_tfi(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"spikes", "out", "centers", "lo", "hi", "v", "batch", "length",
+                             "pixels", "tile", NULL};
+    PyObject *so, *oo, *co, *loo, *hio, *vo;
+    Py_ssize_t nb, L, P, tile = 1 << 20;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOnnn|n", kwlist, &so, &oo, &co, &loo, &hio,
+                                     &vo, &nb, &L, &P, &tile))
+        return NULL;
+    if (nb < 0 || L < 1 || P < 0 || tile < 1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes (length >= 1, tile >= 1)");
+        return NULL;
+    }
+    Py_buffer cb, lb, hb, vb, sb, ob;
+    if (PyObject_GetBuffer(co, &cb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    Py_ssize_t nw = cb.len / 8;
+    char ifmt = format_is(&cb, 'q') ? 'q' : 'l';
+    PyBuffer_Release(&cb);
+    if (sizeof(long) != 8 && ifmt == 'l')
+        ifmt = 'q';
+    if (get_buf(co, &cb, "centers", nw, 8, ifmt, 0) < 0)
+        return NULL;
+    if (get_buf(loo, &lb, "lo", nw, 8, ifmt, 0) < 0)
+        goto g0;
+    if (get_buf(hio, &hb, "hi", nw, 8, ifmt, 0) < 0)
+        goto g1;
+    if (get_buf(vo, &vb, "v", nb, 4, 'f', 0) < 0)
+        goto g2;
+    if (get_buf(so, &sb, "spikes", nb * L * P, 1, 0, 0) < 0)
+        goto g3;
+    if (get_buf(oo, &ob, "out", nb * nw * P, 4, 'f', 1) < 0)
+        goto g4;
+    const long long *c = (const long long *)cb.buf, *lo = (const long long *)lb.buf,
+                    *hi = (const long long *)hb.buf;
+    long long r_from = L, r_last = 1, r_top = 1, r_to = L + 1;
+    for (Py_ssize_t i = 0; i < nw; i++) {
+        if (!(1 <= lo[i] && lo[i] <= c[i] && c[i] <= hi[i] && hi[i] <= L)) {
+            PyErr_Format(PyExc_ValueError,
+                         "output %zd: need 1 <= lo <= centre <= hi <= %zd, got %lld, %lld, %lld",
+                         i, L, lo[i], c[i], hi[i]);
+            goto g5;
+        }
+        r_from = lo[i] < r_from ? lo[i] : r_from;
+        r_last = c[i] > r_last ? c[i] : r_last;
+        r_top = hi[i] > r_top ? hi[i] : r_top;
+        r_to = c[i] + 1 < r_to ? c[i] + 1 : r_to;
+    }
+    if (nw == 0)
+        goto done;
+    /* per relative frame r (1..L): the slot of its stored forward state, the first output
+     * with centre r; per output the next one with the same centre */
+    Py_ssize_t *slot_of = PyMem_Malloc((size_t)(L + 2) * sizeof(Py_ssize_t));
+    Py_ssize_t *first = PyMem_Malloc((size_t)(L + 2) * sizeof(Py_ssize_t));
+    Py_ssize_t *next_same = PyMem_Malloc((size_t)nw * sizeof(Py_ssize_t));
+    Py_ssize_t *last = PyMem_Malloc((size_t)(L + 2) * sizeof(Py_ssize_t));
+    if (!slot_of || !first || !next_same || !last) {
+        PyErr_NoMemory();
+        goto g6;
+    }
+    for (Py_ssize_t r = 0; r < L + 2; r++)
+        slot_of[r] = first[r] = last[r] = -1;
+    Py_ssize_t nu = 0;
+    for (Py_ssize_t i = 0; i < nw; i++) {
+        next_same[i] = -1;
+        if (first[c[i]] < 0) {
+            first[c[i]] = i;
+            slot_of[c[i]] = nu++;
+        } else {
+            next_same[last[c[i]]] = i;
+        }
+        last[c[i]] = i;
+    }
+    size_t isz = L + 1 <= 255 ? 1 : (L + 1 <= 65535 ? 2 : 4);
+    Py_ssize_t fit = (Py_ssize_t)(TFI_SCRATCH / ((size_t)nu * isz));
+    fit = fit < 4096 ? 4096 : fit;
+    tile = tile < fit ? tile : fit;
+    tile = P < tile ? (P ? P : 1) : tile;
+    void *prev = PyMem_Malloc((size_t)nu * (size_t)tile * isz);
+    void *state = PyMem_Malloc((size_t)tile * isz);
+    if (!prev || !state) {
+        PyMem_Free(prev);
+        PyMem_Free(state);
+        PyErr_NoMemory();
+        goto g6;
+    }
+    tfi_fn kernel = isz == 1 ? (use_avx2 ? tfi_u8_avx2 : tfi_u8)
+                  : isz == 2 ? (use_avx2 ? tfi_u16_avx2 : tfi_u16)
+                             : (use_avx2 ? tfi_i32_avx2 : tfi_i32);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nb; i++)
+        kernel((const unsigned char *)sb.buf + i * L * P, (float *)ob.buf + i * nw * P, lo, hi,
+               ((const float *)vb.buf)[i], L, P, tile, slot_of, first, next_same, prev, state,
+               r_from, r_last, r_top, r_to);
+    Py_END_ALLOW_THREADS
+    PyMem_Free(prev);
+    PyMem_Free(state);
+    PyMem_Free(slot_of);
+    PyMem_Free(first);
+    PyMem_Free(next_same);
+    PyMem_Free(last);
+done:
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&hb);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&cb);
+    Py_RETURN_NONE;
+g6:
+    PyMem_Free(slot_of);
+    PyMem_Free(first);
+    PyMem_Free(next_same);
+    PyMem_Free(last);
+g5:
+    PyBuffer_Release(&ob);
+g4:
+    PyBuffer_Release(&sb);
+g3:
+    PyBuffer_Release(&vb);
+g2:
+    PyBuffer_Release(&hb);
+g1:
+    PyBuffer_Release(&lb);
+g0:
+    PyBuffer_Release(&cb);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- .dat unpacking
  * Frames of packed rows (least significant bit first) into one byte per pixel, rows flipped
  * when asked, the first `row_out` bytes of each `row_in`-byte row: one pass over the output,
@@ -525,6 +734,11 @@ static PyMethodDef methods[] = {
      "with float32(count of frames starts[i] .. ends[i]) * factor[i], clamped to 1 where\n"
      "clamp[i]), starts / ends int64 [N], factor float32 [N], clamp [N] 1-byte. Returns the OR\n"
      "of all spike values with check (above 1: not binary), else 0. tile: pixels per tile."},
+    {"tfi", (PyCFunction)(void (*)(void))py_tfi, METH_VARARGS | METH_KEYWORDS,
+     "tfi(spikes, out, centers, lo, hi, v, batch, length, pixels, tile=2**20)\n\n"
+     "Texture from interval: spikes [B, L, P] of 0 / 1 bytes, out [B, N, P] float32 (filled),\n"
+     "centers / lo / hi int64 [N] relative frame numbers 1..L (the searched range of each\n"
+     "output), v float32 [B]: v / (next - prev), 0 where no spike lies in lo .. hi."},
     {"unpack_rows", (PyCFunction)(void (*)(void))py_unpack_rows, METH_VARARGS | METH_KEYWORDS,
      "unpack_rows(raw, out, frames, height, row_in, row_out, flip=True)\n\n"
      "Packed .dat frames (raw: frames * height * row_in bytes, bits least significant first)\n"

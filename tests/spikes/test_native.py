@@ -260,3 +260,49 @@ def test_a_build_of_another_source_or_a_switched_off_one_is_not_used(monkeypatch
         assert native._load(native._SOURCE)[0] is native.lib
     monkeypatch.setenv("SPIKEGEN_NATIVE", "0")
     assert native._load() == (None, "switched off (SPIKEGEN_NATIVE=0): numpy kernels")
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(120, 65, 64), (2, 300, 30, 41), (40, 1, 3)])
+@pytest.mark.parametrize("rate", [0.02, 0.3, 0.9])
+def test_tfi_gives_the_numpy_bits(monkeypatch, shape, rate):
+    """Every centre, the valid ones, unordered and repeated ones, with and without a search
+    range; uint8 indices up to 254 frames, uint16 beyond; dark pixels (no spike: 0)."""
+    from spikegen.spikes import tfi
+
+    rng = np.random.default_rng(int(rate * 100) + sum(shape))
+    s = (rng.random(shape) < rate).astype(np.uint8)
+    t = shape[-3]
+    v_th = 1.0 if len(shape) == 3 else torch.tensor([0.7, 1.9])
+    cases = [(None, None), ("valid", 20), ([t - 1, 0, 5, 5, t // 2], 7), ("all", 1), ([3, 3], None)]
+    for centers, half in cases:
+        got, want = _both(monkeypatch, lambda: tfi(s, v_th=v_th, centers=centers, max_half_window=half))
+        _same(got, want)
+
+
+@needs_native
+def test_tfi_long_streams_and_tiles_give_the_numpy_bits(monkeypatch):
+    from spikegen.spikes import tfi
+
+    s = np.zeros((70_000, 1, 3), np.uint8)  # int32 indices beyond 65 534 frames
+    s[[5, 40_000, 69_990], 0, 0] = 1
+    s[::3, 0, 1] = 1
+    got, want = _both(monkeypatch, lambda: tfi(s, centers=[10, 39_999, 69_995], max_half_window=None))
+    _same(got, want)
+    assert got[1, 0, 0] == np.float32(1) / np.float32(40_000 - 5)  # prev 5, next 40 000
+    # tiles of pixels (frames of more than 2**20 pixels, or many centres): the same bits
+    lib = native.lib
+    rng = np.random.default_rng(9)
+    x = (rng.random((2, 50, 9090)) < 0.1).astype(np.uint8)
+    c = np.array([25, 3, 3, 49, 1], np.int64)
+    lo, hi = np.maximum(c - 5, 1), np.minimum(c + 6, 50)
+    v = np.array([1.0, 0.5], np.float32)
+    outs = []
+    for tile in (2**20, 4096, 999, 1):
+        out = np.empty((2, 5, 9090), np.float32)
+        lib.tfi(x, out, c, lo, hi, v, 2, 50, 9090, tile)
+        outs.append(out)
+    for out in outs[1:]:
+        assert np.array_equal(out, outs[0])
+    with pytest.raises(ValueError, match="lo <= centre <= hi"):
+        lib.tfi(x, out, c, lo + 1, hi, v, 2, 50, 9090)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from spikegen.errors import ShapeError
+from spikegen.spikes import native
 from spikegen.spikes.reconstruct import _common
 from spikegen.spikes.reconstruct._common import (
     Centers,
@@ -83,6 +84,13 @@ def _tfi_np(
     b, length, h, w = s.shape
     n = len(centers)
     if n == 0:
+        return
+    lib = native.lib
+    if lib is not None and s.dtype == np.uint8 and s.flags.c_contiguous and out.flags.c_contiguous:
+        # both scans over a tile of pixels in one loop each, every output finished in one pass
+        lib.tfi(s, out, np.asarray(centers - base + 1, np.int64), np.asarray(lo - base + 1, np.int64),
+                np.asarray(hi - base + 1, np.int64), np.ascontiguousarray(v, np.float32),
+                b, length, h * w)
         return
     idt = np.uint8 if length + 1 <= 255 else (np.int16 if length + 2 < 32767 else np.int32)
     c_rel = (centers - base + 1).tolist()  # relative frame numbers r = 1..L (0 = "no spike")
