@@ -79,7 +79,7 @@ def _tfp_np(
     lib = native.lib
     if (lib is not None and s.dtype in (np.uint8, np.bool_) and out.dtype == np.float32
             and s.flags.c_contiguous and out.flags.c_contiguous):
-        # one fused loop: running counts of a tile of pixels, converted and scaled in L1
+        # one fused loop: running counts of whole frames, converted and scaled as written
         seen = lib.tfp(s, out, np.asarray(s_rel, np.int64), np.asarray(e_rel, np.int64), factor,
                        np.asarray(clamp, np.uint8), b, length, h * w, check and s.dtype == np.uint8)
         if seen > 1:  # (the output is discarded)
