@@ -77,19 +77,29 @@
         ar[p] = acc - (f ? (REAL)1 : (REAL)0);                                              \
     }
 
-IF_KERNEL(if_f32, float, FLT_MAX, )
-IF_KERNEL(if_f64, double, DBL_MAX, )
-
-/* x86: the same loops compiled for AVX2 as well, chosen at run time (numpy's own loops do the
- * same; the baseline SSE2 code is about 2.5x slower, mostly in packing the spikes to bytes) */
+/* x86: every loop is compiled for the baseline (SSE2) and for AVX2, chosen at run time as
+ * numpy does for its own loops (the baseline integrate-and-fire was about 2.5x slower, mostly
+ * in packing the spikes to bytes). Elsewhere the second copy is the baseline again. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define HAVE_AVX2 1
-IF_KERNEL(if_f32_avx2, float, FLT_MAX, __attribute__((target("avx2"))))
-IF_KERNEL(if_f64_avx2, double, DBL_MAX, __attribute__((target("avx2"))))
+#define AVX2_ATTR __attribute__((target("avx2")))
 #else
-#define if_f32_avx2 if_f32
-#define if_f64_avx2 if_f64
+#define AVX2_ATTR
 #endif
+/* a kernel of integer type T in its three widths, both builds: NAME_u8, NAME_u16, NAME_i32
+ * and NAME_u8_avx2, ... */
+#define INT_KERNELS(KERNEL, NAME)                                                           \
+    KERNEL(NAME##_u8, , unsigned char)                                                      \
+    KERNEL(NAME##_u16, , unsigned short)                                                    \
+    KERNEL(NAME##_i32, , int)                                                               \
+    KERNEL(NAME##_u8_avx2, AVX2_ATTR, unsigned char)                                        \
+    KERNEL(NAME##_u16_avx2, AVX2_ATTR, unsigned short)                                      \
+    KERNEL(NAME##_i32_avx2, AVX2_ATTR, int)
+
+IF_KERNEL(if_f32, float, FLT_MAX, )
+IF_KERNEL(if_f64, double, DBL_MAX, )
+IF_KERNEL(if_f32_avx2, float, FLT_MAX, AVX2_ATTR)
+IF_KERNEL(if_f64_avx2, double, DBL_MAX, AVX2_ATTR)
 static int use_avx2 = 0;
 
 /* whether a buffer's struct format is the native single item `fmt` ("f", "@f" or "=f") */
@@ -122,6 +132,21 @@ static int get_buf(PyObject *obj, Py_buffer *view, const char *name, Py_ssize_t 
         PyBuffer_Release(view);
         return -1;
     }
+    return 0;
+}
+
+/* a C-contiguous int64 buffer ('q', or 'l' where long has 64 bits) of *count items, or of any
+ * length when *count < 0 (then set to it) */
+static int get_i64(PyObject *obj, Py_buffer *view, const char *name, Py_ssize_t *count)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    char fmt = format_is(view, 'l') && sizeof(long) == 8 ? 'l' : 'q';
+    Py_ssize_t n = *count >= 0 ? *count : view->len / 8;
+    PyBuffer_Release(view);
+    if (get_buf(obj, view, name, n, 8, fmt, 0) < 0)
+        return -1;
+    *count = n;
     return 0;
 }
 
@@ -319,18 +344,7 @@ fail_a:
 
 /* counts in uint8 for windows of up to 255 frames (they wrap around modulo 256, but a count is
  * exact once it is complete), uint16 up to 65 535, int beyond: fewer bytes to add per frame */
-TFP_KERNEL(tfp_u8, , unsigned char)
-TFP_KERNEL(tfp_u16, , unsigned short)
-TFP_KERNEL(tfp_i32, , int)
-#ifdef HAVE_AVX2
-TFP_KERNEL(tfp_u8_avx2, __attribute__((target("avx2"))), unsigned char)
-TFP_KERNEL(tfp_u16_avx2, __attribute__((target("avx2"))), unsigned short)
-TFP_KERNEL(tfp_i32_avx2, __attribute__((target("avx2"))), int)
-#else
-#define tfp_u8_avx2 tfp_u8
-#define tfp_u16_avx2 tfp_u16
-#define tfp_i32_avx2 tfp_i32
-#endif
+INT_KERNELS(TFP_KERNEL, tfp)
 typedef unsigned (*tfp_fn)(const unsigned char *, float *, const long long *, const long long *,
                            const float *, const unsigned char *, Py_ssize_t, Py_ssize_t,
                            Py_ssize_t, int, unsigned char *, void *, Py_ssize_t);
@@ -351,16 +365,10 @@ static PyObject *py_tfp(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     Py_buffer stb, enb, fb, cb, sb, ob;
-    if (PyObject_GetBuffer(sto, &stb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    Py_ssize_t nw = -1;
+    if (get_i64(sto, &stb, "starts", &nw) < 0)
         return NULL;
-    Py_ssize_t nw = stb.len / 8;
-    char ifmt = format_is(&stb, 'q') ? 'q' : 'l';
-    PyBuffer_Release(&stb);
-    if (sizeof(long) != 8 && ifmt == 'l') /* 'l' is int64 only where long is */
-        ifmt = 'q';
-    if (get_buf(sto, &stb, "starts", nw, 8, ifmt, 0) < 0)
-        return NULL;
-    if (get_buf(eno, &enb, "ends", nw, 8, ifmt, 0) < 0)
+    if (get_i64(eno, &enb, "ends", &nw) < 0)
         goto f0;
     if (get_buf(fo, &fb, "factor", nw, 4, 'f', 0) < 0)
         goto f1;
@@ -485,18 +493,7 @@ f0:
         }                                                                                   \
     }
 
-TFI_KERNEL(tfi_u8, , unsigned char)
-TFI_KERNEL(tfi_u16, , unsigned short)
-TFI_KERNEL(tfi_i32, , int)
-#ifdef HAVE_AVX2
-TFI_KERNEL(tfi_u8_avx2, __attribute__((target("avx2"))), unsigned char)
-TFI_KERNEL(tfi_u16_avx2, __attribute__((target("avx2"))), unsigned short)
-TFI_KERNEL(tfi_i32_avx2, __attribute__((target("avx2"))), int)
-#else
-#define tfi_u8_avx2 tfi_u8
-#define tfi_u16_avx2 tfi_u16
-#define tfi_i32_avx2 tfi_i32
-#endif
+INT_KERNELS(TFI_KERNEL, tfi)
 typedef void (*tfi_fn)(const unsigned char *, float *, const long long *, const long long *,
                        float, Py_ssize_t, Py_ssize_t, Py_ssize_t, const Py_ssize_t *,
                        const Py_ssize_t *, const Py_ssize_t *, void *, void *, long long,
@@ -520,18 +517,12 @@ static PyObject *py_tfi(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     Py_buffer cb, lb, hb, vb, sb, ob;
-    if (PyObject_GetBuffer(co, &cb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    Py_ssize_t nw = -1;
+    if (get_i64(co, &cb, "centers", &nw) < 0)
         return NULL;
-    Py_ssize_t nw = cb.len / 8;
-    char ifmt = format_is(&cb, 'q') ? 'q' : 'l';
-    PyBuffer_Release(&cb);
-    if (sizeof(long) != 8 && ifmt == 'l')
-        ifmt = 'q';
-    if (get_buf(co, &cb, "centers", nw, 8, ifmt, 0) < 0)
-        return NULL;
-    if (get_buf(loo, &lb, "lo", nw, 8, ifmt, 0) < 0)
+    if (get_i64(loo, &lb, "lo", &nw) < 0)
         goto g0;
-    if (get_buf(hio, &hb, "hi", nw, 8, ifmt, 0) < 0)
+    if (get_i64(hio, &hb, "hi", &nw) < 0)
         goto g1;
     if (get_buf(vo, &vb, "v", nb, 4, 'f', 0) < 0)
         goto g2;
